@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Host configuration: an ini file, /etc/vdsm/quantum.conf or the path in $QHOOK_CONFIG."""
+
+import configparser
+import enum
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Tuple
+
+from qhook.errors import ConfigError, one_line, shown
+
+DEFAULT_PATH = "/etc/vdsm/quantum.conf"
+PATH_VARIABLE = "QHOOK_CONFIG"
+
+MAX_TIMEOUT = 3600.0
+
+_BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_CONNECTION = re.compile(
+    r"unix:/[^\x00-\x1f]*"
+    r"|(?:tcp|ssl):(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
+)
+
+
+class PlugMode(enum.Enum):
+    """Who plugs an Open vSwitch vNIC: this hook (a tap it made) or libvirt."""
+
+    HOOK = "hook"
+    LIBVIRT = "libvirt"
+
+
+@dataclass(frozen=True)
+class OvsConfig:
+    """The [ovs] section."""
+
+    connection: str = "unix:/var/run/openvswitch/db.sock"
+    integration_bridge: str = "br-int"
+    plug: PlugMode = PlugMode.HOOK
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the hooks read from the configuration file."""
+
+    ovs: OvsConfig = field(default_factory=OvsConfig)
+    source: str = "defaults"
+
+
+def _connection(value: str) -> str:
+    if not _CONNECTION.fullmatch(value):
+        raise ValueError("expected unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT")
+    return value
+
+
+def _bridge(value: str) -> str:
+    if not _BRIDGE_NAME.fullmatch(value):
+        raise ValueError("expected 1 to 15 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def _plug(value: str) -> PlugMode:
+    try:
+        return PlugMode(value)
+    except ValueError:
+        raise ValueError("expected hook or libvirt") from None
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        raise ValueError(f"expected more than 0 and at most {MAX_TIMEOUT:g} seconds")
+    return seconds
+
+
+_OVS_KEYS: Dict[str, Callable[[str], object]] = {
+    "connection": _connection,
+    "integration_bridge": _bridge,
+    "plug": _plug,
+    "timeout": _timeout,
+}
+_SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {"ovs": _OVS_KEYS}
+
+
+def config_path(env: Mapping[str, str]) -> str:
+    """The file to read: $QHOOK_CONFIG, else the default path."""
+    return env.get(PATH_VARIABLE) or DEFAULT_PATH
+
+
+def _read(path: str) -> Tuple[configparser.ConfigParser, bool]:
+    parser = configparser.ConfigParser(interpolation=None, empty_lines_in_values=False)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            parser.read_file(stream, source=path)
+    except FileNotFoundError:
+        return parser, False
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {one_line(str(error))}") from None
+    except configparser.Error as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path} is malformed: {one_line(first)}") from None
+    return parser, True
+
+
+def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
+    """Read the configuration; return it with warnings about ignored sections and keys.
+
+    A missing file means defaults. Bad syntax or a bad value raise ConfigError.
+    """
+    path = config_path(env)
+    parser, found = _read(path)
+    if not found:
+        return Config(), []
+    warnings: List[str] = []
+    values: Dict[str, Dict[str, object]] = {name: {} for name in _SECTIONS}
+    for section in parser.sections():
+        known = _SECTIONS.get(section)
+        if known is None:
+            warnings.append(f"{path}: unknown section [{section}] ignored")
+            continue
+        for key, raw in parser.items(section):
+            convert = known.get(key)
+            if convert is None:
+                warnings.append(f"{path}: unknown key {key} in [{section}] ignored")
+                continue
+            try:
+                values[section][key] = convert(raw.strip())
+            except ValueError as error:
+                raise ConfigError(
+                    f"{path}: [{section}] {key} = {shown(raw)} is invalid: {error}"
+                ) from None
+    return Config(ovs=OvsConfig(**values["ovs"]), source=path), warnings  # type: ignore[arg-type]

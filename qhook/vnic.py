@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Which vNICs are Quantum's: custom properties parsed into one validated value per vNIC.
+
+Two property forms are understood:
+
+* the seed's: ``plugin`` (openvswitch, linuxbridge, ovn), ``q_network_id``,
+  ``q_port_id`` and optionally ``q_attachment_id`` (the id used on the host,
+  defaulting to ``q_port_id``);
+* oVirt's openstacknet form: ``provider_type`` (OPENSTACK_NETWORK or
+  EXTERNAL_NETWORK), ``plugin_type`` and ``vnic_id`` (the id used on the host).
+"""
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from qhook.errors import PropertyError, shown
+
+TAP_PREFIX = "tap"
+ID_CHARS_IN_NAME = 11
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
+class Plugin(enum.Enum):
+    """How a vNIC reaches its Quantum network on the host."""
+
+    OPENVSWITCH = "openvswitch"
+    LINUXBRIDGE = "linuxbridge"
+    OVN = "ovn"
+
+
+class PropertyForm(enum.Enum):
+    """Which contract the properties followed."""
+
+    SEED = "seed"
+    OPENSTACKNET = "openstacknet"
+
+
+SEED_PLUGIN = "plugin"
+SEED_IDS = ("q_network_id", "q_port_id", "q_attachment_id")
+SEED_PLUGINS = {plugin.value: plugin for plugin in Plugin}
+
+PROVIDER_TYPE = "provider_type"
+PLUGIN_TYPE = "plugin_type"
+VNIC_ID = "vnic_id"
+OPENSTACKNET_PROVIDERS = ("OPENSTACK_NETWORK", "EXTERNAL_NETWORK")
+OPENSTACKNET_PLUGINS = {
+    "OPEN_VSWITCH": Plugin.OPENVSWITCH,
+    "LINUX_BRIDGE": Plugin.LINUXBRIDGE,
+    "OPENSTACK_OVN": Plugin.OVN,
+    "OVIRT_PROVIDER_OVN": Plugin.OVN,
+}
+
+
+@dataclass(frozen=True)
+class QuantumVnic:
+    """One Quantum vNIC: validated, normalised identifiers and how it is plugged."""
+
+    mac: str
+    plugin: Plugin
+    host_id: str
+    port_id: Optional[str]
+    network_id: Optional[str]
+    form: PropertyForm
+
+    @property
+    def tap_name(self) -> str:
+        """The host device name: 'tap' + the first 11 characters of the host id."""
+        return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
+
+
+def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:
+    """A MAC address as six lower-case hex octets, or PropertyError."""
+    if value is None or not _MAC.fullmatch(value):
+        raise PropertyError(f"{what} {shown(value)} is not a MAC address")
+    return value.lower()
+
+
+def _given(props: Mapping[str, str], name: str) -> Optional[str]:
+    value = props.get(name)
+    return value if value else None
+
+
+def _uuid(props: Mapping[str, str], name: str, required: bool = True) -> Optional[str]:
+    value = _given(props, name)
+    if value is None:
+        if required:
+            raise PropertyError(f"property {name} is missing")
+        return None
+    if not _UUID.fullmatch(value):
+        raise PropertyError(f"property {name}: {shown(value)} is not a UUID")
+    return value.lower()
+
+
+def _choice(props: Mapping[str, str], name: str, choices: Mapping[str, Plugin]) -> Plugin:
+    value = _given(props, name)
+    if value is None:
+        raise PropertyError(f"property {name} is missing")
+    try:
+        return choices[value]
+    except KeyError:
+        expected = ", ".join(sorted(choices))
+        raise PropertyError(
+            f"property {name}: unknown value {shown(value)} (expected one of {expected})"
+        ) from None
+
+
+def _seed(props: Mapping[str, str], mac: str) -> QuantumVnic:
+    plugin = _choice(props, SEED_PLUGIN, SEED_PLUGINS)
+    network_id = _uuid(props, "q_network_id")
+    port_id = _uuid(props, "q_port_id")
+    attachment_id = _uuid(props, "q_attachment_id", required=False)
+    assert port_id is not None
+    return QuantumVnic(
+        mac=mac,
+        plugin=plugin,
+        host_id=attachment_id or port_id,
+        port_id=port_id,
+        network_id=network_id,
+        form=PropertyForm.SEED,
+    )
+
+
+def _openstacknet(props: Mapping[str, str], mac: str) -> QuantumVnic:
+    plugin = _choice(props, PLUGIN_TYPE, OPENSTACKNET_PLUGINS)
+    vnic_id = _uuid(props, VNIC_ID)
+    assert vnic_id is not None
+    return QuantumVnic(
+        mac=mac,
+        plugin=plugin,
+        host_id=vnic_id,
+        port_id=vnic_id,
+        network_id=None,
+        form=PropertyForm.OPENSTACKNET,
+    )
+
+
+def claims(props: Mapping[str, str]) -> bool:
+    """Whether the properties say the vNIC is Quantum's (valid or not)."""
+    return bool(
+        _given(props, SEED_PLUGIN)
+        or any(_given(props, name) for name in SEED_IDS)
+        or props.get(PROVIDER_TYPE) in OPENSTACKNET_PROVIDERS
+    )
+
+
+def parse_vnic(props: Mapping[str, str], mac: Optional[str]) -> Optional[QuantumVnic]:
+    """The Quantum vNIC these custom properties describe, or None if it is not ours.
+
+    Raises PropertyError naming the property when the vNIC claims to be Quantum's
+    but a property is missing, malformed or contradicts another.
+    """
+    if not claims(props):
+        return None
+    seed = bool(_given(props, SEED_PLUGIN) or any(_given(props, n) for n in SEED_IDS))
+    openstacknet = props.get(PROVIDER_TYPE) in OPENSTACKNET_PROVIDERS
+    if seed and openstacknet:
+        raise PropertyError(
+            f"both the seed's properties ({SEED_PLUGIN}, q_*) and "
+            f"{PROVIDER_TYPE}={props[PROVIDER_TYPE]} are set; use one form"
+        )
+    address = normalise_mac(mac, "interface MAC address")
+    return _seed(props, address) if seed else _openstacknet(props, address)
