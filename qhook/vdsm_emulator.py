@@ -89,10 +89,11 @@ class VdsmEmulator:
         directory = self.hooks_dir / point
         if not directory.is_dir():
             return []
+        # VDSM globs '<dir>/*' (no dot files) and keeps executable regular files.
         return sorted(
             path
             for path in directory.iterdir()
-            if path.is_file() and not path.is_symlink() and os.access(path, os.X_OK)
+            if not path.name.startswith(".") and path.is_file() and os.access(path, os.X_OK)
         )
 
     def run_point(

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Test helpers: external tools (libvirt's validators) and running hook scripts."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Mapping, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HOOKS_DIR = REPO / "hooks"
+FIXTURES_DIR = Path(
+    os.environ.get("QHOOK_FIXTURES", REPO.parent / "shared" / "fixtures" / "domxml")
+)
+ERROR_PREFIX = "vdsm-hook-quantum: "
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool skips the test on a laptop and fails it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must install it)")
+        pytest.skip(message)
+    return path
+
+
+def hook_env(extra: Optional[Mapping[str, str]] = None) -> dict:
+    """VDSM-like environment: this interpreter first on PATH, no host configuration."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QHOOK_CONFIG", "vmId")}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env.setdefault("QHOOK_CONFIG", "/nonexistent/qhook-tests/quantum.conf")
+    env.update(extra or {})
+    return env
+
+
+def run_hook(point: str, data_file: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """Run our hook script of one point on a data file, as VDSM would."""
+    full = dict(env)
+    full["_hook_domxml"] = str(data_file)
+    return subprocess.run(
+        [str(HOOKS_DIR / point / "50_quantum")],
+        env=full,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def error_lines(stderr: str) -> List[str]:
+    return [line for line in stderr.splitlines() if not line.startswith(ERROR_PREFIX + "warning")]
+
+
+def schema_valid(
+    xml: bytes, tmp_path: Path, name: str = "domain.xml"
+) -> subprocess.CompletedProcess:
+    """Check a domain against libvirt's RelaxNG schema with virt-xml-validate."""
+    path = tmp_path / name
+    path.write_bytes(xml)
+    return subprocess.run(
+        [require_tool("virt-xml-validate"), str(path), "domain"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def libvirt_defines(
+    xml: bytes, tmp_path: Path, name: str = "define.xml"
+) -> subprocess.CompletedProcess:
+    """Have libvirt's own parser define the domain in the test driver, with validation."""
+    path = tmp_path / name
+    path.write_bytes(xml)
+    return subprocess.run(
+        [require_tool("virsh"), "-q", "-c", "test:///default", "define", "--validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
