@@ -78,7 +78,8 @@ def parse(data: bytes, what: str = "domain XML") -> Document:
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as error:
-        raise XmlError(f"{what} is malformed: {one_line(str(error))}") from None
+        reason = error.msg or str(error)
+        raise XmlError(f"{what} is malformed: {one_line(reason)}") from None
     tree = root.getroottree()
     if tree.docinfo.doctype:
         raise XmlError(f"{what} has a DOCTYPE declaration, which is refused")

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The `qhook run` demo command, as a user runs it."""
+
+import subprocess
+import sys
+
+from domains import EXAMPLE
+from lxml import etree
+
+from tools import hook_env, libvirt_defines, schema_valid
+
+
+def _qhook(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "qhook.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env or hook_env(),
+    )
+
+
+def test_run_prints_the_domain_libvirt_would_get(tmp_path):
+    result = _qhook("run", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    domain = etree.fromstring(result.stdout.encode())
+    nics = {i.find("mac").get("address"): i for i in domain.find("devices").findall("interface")}
+    assert nics["00:1a:4a:16:01:51"].find("target").get("dev") == "tap8e5f2a1c-4b"
+    assert nics["00:1a:4a:16:01:53"].find("target").get("dev") == "tapf1e2d3c4-b5"
+    assert nics["00:1a:4a:16:01:54"].get("type") == "bridge"
+    assert schema_valid(result.stdout.encode(), tmp_path).returncode == 0
+    assert libvirt_defines(result.stdout.encode(), tmp_path).returncode == 0
+
+
+def test_run_with_config_and_installed_tree(tmp_path):
+    config = tmp_path / "q.conf"
+    config.write_text("[ovs]\nplug = libvirt\nintegration_bridge = br-q\n")
+    from tools import HOOKS_DIR
+
+    result = _qhook(
+        "run", "--config", str(config), "--hooks-dir", str(HOOKS_DIR), "--interfaces", str(EXAMPLE)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('<source bridge="br-q"/>') == 2  # OVS and OVN; not Linux bridge
+    assert "interfaces after the hooks" in result.stdout
+
+
+def test_run_reports_a_failing_hook_in_one_line(tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(
+        EXAMPLE.read_bytes().replace(b"<ovirt-vm:plugin>linuxbridge", b"<ovirt-vm:plugin>lb")
+    )
+    result = _qhook("run", str(bad))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("qhook: before_device_create failed (50_quantum exit 2): ")
+    assert "vNIC 00:1a:4a:16:01:52: property plugin: unknown value 'lb'" in result.stderr
+
+
+def test_run_on_a_missing_file():
+    result = _qhook("run", "/nonexistent/vm.xml")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "qhook: cannot read /nonexistent/vm.xml: No such file or directory\n",
+    )
+
+
+def test_version():
+    from qhook import __version__
+
+    assert _qhook("--version").stdout.strip() == f"qhook {__version__}"

@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The configuration file: defaults, values, warnings for what a later version may add."""
+
+import pytest
+
+from qhook.config import Config, OvsConfig, PlugMode, load_config
+from qhook.errors import ConfigError
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "quantum.conf"
+    path.write_text(text)
+    return load_config({"QHOOK_CONFIG": str(path)})
+
+
+def test_missing_file_means_defaults(tmp_path):
+    config, warnings = load_config({"QHOOK_CONFIG": str(tmp_path / "absent.conf")})
+    assert config == Config() and warnings == []
+    assert config.ovs == OvsConfig(
+        connection="unix:/var/run/openvswitch/db.sock",
+        integration_bridge="br-int",
+        plug=PlugMode.HOOK,
+        timeout=10.0,
+    )
+
+
+def test_values_are_read(tmp_path):
+    config, warnings = _load(
+        tmp_path,
+        "# comment\n[ovs]\nconnection = tcp:[::1]:6640\nintegration_bridge = br-q\n"
+        "plug = libvirt\ntimeout = 2.5\n",
+    )
+    assert warnings == []
+    assert config.ovs == OvsConfig("tcp:[::1]:6640", "br-q", PlugMode.LIBVIRT, 2.5)
+    assert config.source == str(tmp_path / "quantum.conf")
+
+
+def test_unknown_sections_and_keys_are_warnings(tmp_path):
+    config, warnings = _load(
+        tmp_path, "[ovs]\nplug = hook\nretries = 3\n[wiring]\ntimeout = 30\n[quantum]\nurl = x\n"
+    )
+    assert config.ovs.plug is PlugMode.HOOK
+    assert [w.split(": ", 1)[1] for w in warnings] == [
+        "unknown key retries in [ovs] ignored",
+        "unknown section [wiring] ignored",
+        "unknown section [quantum] ignored",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[ovs]\ntimeout = 0\n",
+        "[ovs]\ntimeout = 3601\n",
+        "[ovs]\ntimeout = inf\n",
+        "[ovs]\nintegration_bridge = a-very-long-bridge\n",
+        "[ovs]\nintegration_bridge =\n",
+        "[ovs]\nconnection = tcp:host\n",
+        "[ovs]\nplug = HOOK\n",
+        "[ovs\n",
+        "[ovs]\n[ovs]\n",
+    ],
+)
+def test_bad_values_are_errors(tmp_path, text):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, text)
+    assert "\n" not in str(raised.value)
+
+
+def test_unreadable_path_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config({"QHOOK_CONFIG": str(tmp_path)})
