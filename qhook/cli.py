@@ -2,11 +2,12 @@
 """The `qhook` command: operator and demo tools around the hooks."""
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from qhook import PROGRAM, __version__, domxml, hookscripts
 from qhook.errors import QhookError, one_line
@@ -19,9 +20,33 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _interfaces(document_xml: bytes) -> List[str]:
-    domain = domxml.parse(document_xml, "domain XML").root
-    return [domxml.element_bytes(i).decode("utf-8") for i in domxml.interfaces(domain)]
+def _pretty(element: domxml.Element) -> str:
+    clone = copy.deepcopy(element)
+    clone.tail = None
+    domxml.etree.cleanup_namespaces(clone)
+    domxml.etree.indent(clone, space="  ")
+    return domxml.element_bytes(clone).decode("utf-8")
+
+
+def _by_mac(domain: domxml.Element) -> Dict[str, domxml.Element]:
+    return {(domxml.interface_mac(i) or "?").lower(): i for i in domxml.interfaces(domain)}
+
+
+def _show_interfaces(original: bytes, final: bytes) -> None:
+    """Each vNIC with its custom properties, before and after the hooks."""
+    before = domxml.parse(original, "domain XML").root
+    after = _by_mac(domxml.parse(final, "domain XML").root)
+    properties = domxml.device_properties(before)
+    for mac, interface in _by_mac(before).items():
+        custom = " ".join(f"{k}={v}" for k, v in properties.get(mac, {}).items())
+        print(f"=== vNIC {mac}: {custom or 'no custom properties'}")
+        print(_pretty(interface))
+        if mac in after and _pretty(after[mac]) != _pretty(interface):
+            print("--- rewritten by the hooks to:")
+            print(_pretty(after[mac]))
+        else:
+            print("--- left as it is")
+        print()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,11 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         for line in run.stderr.splitlines():
             sys.stderr.write(f"[{run.point}] {line}\n")
     if args.interfaces:
-        before, after = _interfaces(original), _interfaces(started.domain_xml)
-        print("<!-- interfaces before the hooks -->")
-        print("\n".join(before))
-        print("<!-- interfaces after the hooks (each rewritten one moved to the end) -->")
-        print("\n".join(after))
+        _show_interfaces(original, started.domain_xml)
     else:
         sys.stdout.write(started.domain_xml.decode("utf-8"))
         sys.stdout.write("\n")
@@ -84,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="configuration file (default: $QHOOK_CONFIG or /etc/vdsm/quantum.conf)"
     )
     run.add_argument(
-        "--interfaces", action="store_true", help="print only the interfaces, before and after"
+        "--interfaces",
+        action="store_true",
+        help="print each vNIC before and after, instead of the whole domain",
     )
     run.set_defaults(handler=_run)
     return parser

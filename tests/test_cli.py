@@ -43,7 +43,8 @@ def test_run_with_config_and_installed_tree(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('<source bridge="br-q"/>') == 2  # OVS and OVN; not Linux bridge
-    assert "interfaces after the hooks" in result.stdout
+    assert result.stdout.count("--- rewritten by the hooks to:") == 3
+    assert "=== vNIC 00:1a:4a:16:01:54: no custom properties" in result.stdout
 
 
 def test_run_reports_a_failing_hook_in_one_line(tmp_path):
