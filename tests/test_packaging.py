@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Packaging: the checked-in hook scripts, the sdist and the RPM built from it by the spec."""
+
+import importlib.util
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+from xml.etree import ElementTree
+
+import pytest
+
+from qhook import __version__
+from qhook.hookscripts import SCRIPT_NAME, render
+from qhook.lifecycle import HOOK_POINTS
+from tools import REPO, require_tool
+
+NAME = "vdsm-hook-quantum"
+SPEC = REPO / "packaging" / f"{NAME}.spec"
+EXAMPLE_VM = REPO / "examples" / "quantum-vm.xml"
+VDSM_HOOKS_DIR = "/usr/libexec/vdsm/hooks"
+SHEBANG = "#!/usr/bin/python3"
+SITELIB = re.compile(r"^/usr/lib/python3\.\d+/site-packages$")
+
+# Not part of a source tree: left out when the checkout is copied for a build.
+TOP_LEVEL_LITTER = {".git", ".venv", ".tox", "build", "dist", ".benchmarks"}
+LITTER = ("__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info", "*.pyc")
+
+
+def hook_dirs() -> List[Path]:
+    return sorted(path for path in (REPO / "hooks").iterdir() if path.is_dir())
+
+
+def repo_package_files() -> List[str]:
+    """The qhook modules of the checkout, relative to the directory holding qhook/."""
+    return sorted(str(path.relative_to(REPO)) for path in (REPO / "qhook").rglob("*.py"))
+
+
+def run(args: List[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a build or query tool; its output is in the failure message if it fails."""
+    result = subprocess.run(
+        [str(arg) for arg in args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, args))} exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+def require_build_module() -> None:
+    """PyPI's `build` (test extras): skipped on a laptop without it, a failure in CI."""
+    if importlib.util.find_spec("build") is None:
+        message = "the Python package 'build' is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must install it)")
+        pytest.skip(message)
+
+
+def copy_source_tree(destination: Path) -> Path:
+    """The checkout without VCS data, caches and build output, so a build litters nothing."""
+
+    def ignore(directory: str, names: List[str]) -> List[str]:
+        ignored = set(shutil.ignore_patterns(*LITTER)(directory, names))
+        if Path(directory) == REPO:
+            ignored |= TOP_LEVEL_LITTER.intersection(names)
+        return sorted(ignored)
+
+    shutil.copytree(REPO, destination, ignore=ignore, symlinks=True)
+    readme = destination / "README.md"
+    if not readme.exists():  # setup.cfg and the spec need it; it is on its way into the tree
+        readme.write_text(f"# {NAME}\n\nPlaceholder for the packaging test.\n")
+    return destination
+
+
+# The checked-in hook scripts
+
+
+def test_hook_directories_are_the_hook_points():
+    assert {path.name for path in hook_dirs()} == set(HOOK_POINTS)
+
+
+@pytest.mark.parametrize("point", sorted(HOOK_POINTS))
+def test_hook_script_is_rendered_and_executable(point):
+    script = REPO / "hooks" / point / SCRIPT_NAME
+    assert script.read_text() == render(point), f"regenerate {script.relative_to(REPO)}"
+    mode = script.stat().st_mode
+    assert mode & stat.S_IXUSR and mode & stat.S_IXGRP and mode & stat.S_IXOTH, oct(mode)
+
+
+def test_spec_version_is_the_package_version():
+    versions = re.findall(r"^Version:\s*(\S+)\s*$", SPEC.read_text(), re.MULTILINE)
+    assert versions == [__version__]
+
+
+# The RPM, built from the sdist
+
+
+@pytest.fixture(scope="module")
+def rpm_file(tmp_path_factory) -> Path:
+    """sdist of a copy of the checkout, then `rpmbuild -bb` of the spec on it."""
+    require_build_module()
+    rpmbuild = require_tool("rpmbuild")
+    work = tmp_path_factory.mktemp("rpm")
+    source = copy_source_tree(work / "source")
+
+    dist = work / "dist"
+    # --skip-dependency-check: without isolation build would insist on `wheel`, which an
+    # sdist does not use.
+    run(
+        [
+            *(sys.executable, "-m", "build", "--sdist", "--no-isolation"),
+            *("--skip-dependency-check", "--outdir", dist, source),
+        ],
+        cwd=work,
+    )
+    sdists = sorted(dist.glob("*.tar.gz"))
+    assert len(sdists) == 1, sdists
+    # setuptools names it vdsm-hook-quantum-V or vdsm_hook_quantum-V, as its version
+    # normalises; Source0 is the former.
+    topdir = work / "rpmbuild"
+    (topdir / "SOURCES").mkdir(parents=True)
+    shutil.copy(sdists[0], topdir / "SOURCES" / f"{NAME}-{__version__}.tar.gz")
+
+    run(
+        [
+            *(rpmbuild, "-bb", "--nodeps", "--define", f"_topdir {topdir}"),
+            *("--define", f"_tmppath {work}", source / "packaging" / SPEC.name),
+        ],
+        cwd=work,
+    )
+    rpms = sorted((topdir / "RPMS").rglob("*.rpm"))
+    assert len(rpms) == 1, rpms
+    return rpms[0]
+
+
+def query(rpm_file: Path, *options: str) -> str:
+    return run([require_tool("rpm"), "-qp", *options, rpm_file]).stdout
+
+
+@pytest.fixture(scope="module")
+def file_modes(rpm_file) -> Dict[str, str]:
+    lines = query(rpm_file, "--qf", "[%{FILENAMES}\t%{FILEMODES:perms}\n]").splitlines()
+    return dict(line.split("\t") for line in lines)
+
+
+def sitelib_of(file_modes: Dict[str, str]) -> str:
+    """The site-packages directory the RPM puts qhook in."""
+    inits = [name for name in file_modes if name.endswith("/qhook/__init__.py")]
+    assert len(inits) == 1, inits
+    return inits[0][: -len("/qhook/__init__.py")]
+
+
+def test_rpm_is_noarch_of_the_package_version(rpm_file):
+    name, version, arch, license_ = query(
+        rpm_file, "--qf", "%{NAME} %{VERSION} %{ARCH} %{LICENSE}"
+    ).split()
+    assert (name, version, arch, license_) == (NAME, __version__, "noarch", "GPL-2.0-or-later")
+    assert rpm_file.name.endswith(".noarch.rpm")
+
+
+@pytest.mark.parametrize("point", sorted(HOOK_POINTS))
+def test_rpm_installs_executable_hook(file_modes, point):
+    assert file_modes.get(f"{VDSM_HOOKS_DIR}/{point}/{SCRIPT_NAME}") == "-rwxr-xr-x"
+
+
+def test_rpm_installs_only_our_hooks(file_modes):
+    hooks = {name for name in file_modes if name.startswith(VDSM_HOOKS_DIR + "/")}
+    assert hooks == {f"{VDSM_HOOKS_DIR}/{point}/{SCRIPT_NAME}" for point in HOOK_POINTS}
+
+
+def test_rpm_installs_package_and_launcher(file_modes):
+    sitelib = sitelib_of(file_modes)
+    assert SITELIB.match(sitelib), sitelib
+    packaged = sorted(
+        name[len(sitelib) + 1 :]
+        for name in file_modes
+        if name.startswith(sitelib + "/qhook/") and name.endswith(".py")
+    )
+    assert packaged == repo_package_files()
+    for name in packaged:
+        assert file_modes[f"{sitelib}/{name}"] == "-rw-r--r--", name
+    assert file_modes.get("/usr/bin/qhook") == "-rwxr-xr-x"
+    assert any(name.endswith("/LICENSE") for name in file_modes)
+
+
+def test_rpm_requires_python_lxml_and_vdsm(rpm_file):
+    requires = {line.split()[0] for line in query(rpm_file, "--requires").splitlines() if line}
+    assert {"python3", "python3-lxml", "vdsm"} <= requires
+
+
+# The RPM's payload, unpacked
+
+
+@pytest.fixture(scope="module")
+def extracted(rpm_file, tmp_path_factory) -> Path:
+    """The RPM's files under a temporary root, as `rpm2cpio | cpio -idm` unpacks them."""
+    rpm2cpio, cpio = require_tool("rpm2cpio"), require_tool("cpio")
+    root = tmp_path_factory.mktemp("root")
+    with subprocess.Popen([rpm2cpio, str(rpm_file)], stdout=subprocess.PIPE) as archive:
+        unpacked = subprocess.run(
+            [cpio, "-idm", "--quiet"],
+            stdin=archive.stdout,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        archive.stdout.close()
+    assert archive.returncode == 0
+    assert unpacked.returncode == 0, unpacked.stderr
+    return root
+
+
+def interface_types(domxml: Path) -> List[str]:
+    return [node.get("type", "") for node in ElementTree.parse(domxml).getroot().iter("interface")]
+
+
+def test_extracted_scripts_use_system_python(extracted):
+    scripts = [extracted / "usr/bin/qhook"] + [
+        extracted / VDSM_HOOKS_DIR.lstrip("/") / point / SCRIPT_NAME for point in HOOK_POINTS
+    ]
+    for script in scripts:
+        assert script.read_text().splitlines()[0] == SHEBANG, script
+
+
+def test_extracted_hook_rewrites_example_vm(extracted, file_modes, tmp_path):
+    """The packaged before_vm_start hook, run on the packaged qhook, does the rewrite."""
+    site_packages = extracted / sitelib_of(file_modes).lstrip("/")
+    domxml = tmp_path / "domxml.xml"
+    shutil.copy(EXAMPLE_VM, domxml)
+    assert "ethernet" not in interface_types(domxml)
+    env = {k: v for k, v in os.environ.items() if k not in ("vmId", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(site_packages), QHOOK_CONFIG="/nonexistent", _hook_domxml=str(domxml))
+
+    # This interpreter, not the shebang: the system python3 need not have lxml.
+    imported = run(
+        [sys.executable, "-c", "import qhook; print(qhook.__file__)"], env=env, cwd=tmp_path
+    )
+    assert Path(imported.stdout.strip()) == site_packages / "qhook" / "__init__.py"
+
+    hook = extracted / VDSM_HOOKS_DIR.lstrip("/") / "before_vm_start" / SCRIPT_NAME
+    run([sys.executable, hook], env=env, cwd=tmp_path)
+    rewritten = domxml.read_text()
+    assert "tap8e5f2a1c-4b" in rewritten
+    assert "ethernet" in interface_types(domxml)
+
+    version = run([sys.executable, extracted / "usr/bin/qhook", "--version"], env=env, cwd=tmp_path)
+    assert __version__ in version.stdout
