@@ -28,15 +28,23 @@ EXIT_FAILED = 2
 
 @dataclass
 class HookContext:
-    """What one hook run knows: its point, the environment VDSM gave, the config."""
+    """What one hook run knows: its point, the environment VDSM gave, the configuration."""
 
     point: str
     env: Mapping[str, str]
-    config: Config
     warnings: List[str] = field(default_factory=list)
+    _config: Optional[Config] = field(default=None, repr=False)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    @property
+    def config(self) -> Config:
+        """The configuration, read on first use: a VM without Quantum vNICs never needs it."""
+        if self._config is None:
+            self._config, warnings = load_config(self.env)
+            self.warnings.extend(warnings)
+        return self._config
 
     @property
     def data_path(self) -> str:
@@ -102,11 +110,7 @@ def run(
     context: Optional[HookContext] = None
     failure = ""
     try:
-        environment = os.environ if env is None else env
-        config, config_warnings = load_config(environment)
-        context = HookContext(point=point, env=environment, config=config)
-        for warning in config_warnings:
-            context.warn(warning)
+        context = HookContext(point=point, env=os.environ if env is None else env)
         action(context)
         code = EXIT_OK
     except QhookError as error:

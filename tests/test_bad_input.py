@@ -261,3 +261,13 @@ def test_missing_data_file_variable_is_one_line(env):
         "vdsm-hook-quantum: before_vm_start: _hook_domxml is not set: "
         "this hook is meant to be run by VDSM\n"
     )
+
+
+def test_a_bad_configuration_does_not_stop_vms_without_quantum_vnics(env, config_path, tmp_path):
+    """The configuration is read only when there is a Quantum vNIC to handle."""
+    config_path.write_text("[ovs]\nplug = maybe\n")
+    data = to_bytes(load_fixture("vm_hibernated.xml"))
+    path, _ = _write(tmp_path, data)
+    result = run_hook("before_vm_start", path, env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert path.read_bytes() == data
