@@ -194,7 +194,8 @@ def _insert_after(parent: Element, anchor: Optional[Element], new: Element) -> N
     new.tail = anchor.tail
     if indent is not None:
         anchor.tail = indent
-    anchor.addnext(new)
+    # insert(), not addnext(): how addnext() treats tails differs between lxml versions.
+    parent.insert(parent.index(anchor) + 1, new)
 
 
 def append_child(parent: Element, child: Element) -> None:
@@ -204,8 +205,13 @@ def append_child(parent: Element, child: Element) -> None:
 
 
 def _replace(old: Element, new: Element) -> None:
-    new.tail = old.tail
-    old.getparent().replace(old, new)
+    # Not parent.replace(): how it carries the tail differs between lxml versions.
+    parent = old.getparent()
+    index = parent.index(old)
+    tail = old.tail
+    parent.remove(old)
+    new.tail = tail
+    parent.insert(index, new)
 
 
 def _host_side(spec: InterfaceSpec) -> List[Element]:
