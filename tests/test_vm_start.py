@@ -232,3 +232,18 @@ def test_device_hook_output_is_what_vdsm_puts_in_the_domain(vdsm):
     assert canonical(last) == canonical(written)
     assert written.find("target").get("dev") == "tap" + properties["q_port_id"][:11]
     assert copy.deepcopy(written).get("type") == "ethernet"
+
+
+def test_the_validators_catch_a_broken_interface(tmp_path):
+    """The schema checks above can fail: a bad interface is refused by both."""
+    broken = etree.fromstring(
+        b'<interface type="ethernet"><mac address="02:00:00:00:00:01"/>'
+        b'<target dev="tap0" managed="maybe"/></interface>'
+    )
+    xml = skeleton_with(broken)
+    assert schema_valid(xml, tmp_path).returncode != 0
+    assert libvirt_defines(xml, tmp_path).returncode != 0
+    fine = skeleton_with(
+        etree.fromstring(b'<interface type="ethernet"><target dev="tap0"/></interface>')
+    )
+    assert schema_valid(fine, tmp_path).returncode == 0

@@ -57,31 +57,30 @@ def error_lines(stderr: str) -> List[str]:
     return [line for line in stderr.splitlines() if not line.startswith(ERROR_PREFIX + "warning")]
 
 
-def schema_valid(
-    xml: bytes, tmp_path: Path, name: str = "domain.xml"
+def _check_file(
+    command: List[str], xml: bytes, path: Path, *after: str
 ) -> subprocess.CompletedProcess:
-    """Check a domain against libvirt's RelaxNG schema with virt-xml-validate."""
-    path = tmp_path / name
+    """Write the XML to path and run COMMAND PATH AFTER... on it."""
     path.write_bytes(xml)
     return subprocess.run(
-        [require_tool("virt-xml-validate"), str(path), "domain"],
+        [*command, str(path), *after],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def schema_valid(
+    xml: bytes, tmp_path: Path, name: str = "domain.xml"
+) -> subprocess.CompletedProcess:
+    """Check a domain against libvirt's RelaxNG schema with virt-xml-validate."""
+    return _check_file([require_tool("virt-xml-validate")], xml, tmp_path / name, "domain")
 
 
 def libvirt_defines(
     xml: bytes, tmp_path: Path, name: str = "define.xml"
 ) -> subprocess.CompletedProcess:
     """Have libvirt's own parser define the domain in the test driver, with validation."""
-    path = tmp_path / name
-    path.write_bytes(xml)
-    return subprocess.run(
-        [require_tool("virsh"), "-q", "-c", "test:///default", "define", "--validate", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    virsh = [require_tool("virsh"), "-q", "-c", "test:///default", "define", "--validate"]
+    return _check_file(virsh, xml, tmp_path / name)
