@@ -63,9 +63,12 @@ def _run(args: argparse.Namespace) -> int:
         hooks_dir = Path(args.hooks_dir) if args.hooks_dir else Path(scratch, "hooks")
         if not args.hooks_dir:
             hookscripts.write_tree(hooks_dir, HOOK_POINTS, sys.executable)
-        emulator = VdsmEmulator(hooks_dir, env)
+        wrapper = ["ip", "netns", "exec", args.netns] if args.netns else []
+        emulator = VdsmEmulator(hooks_dir, env, wrapper=wrapper)
         try:
             started = emulator.start_vm(original, data_dir=scratch)
+            if not args.keep:
+                started.runs.append(emulator.destroy_vm(started.domain_xml, data_dir=scratch))
         except HookFailed as failure:
             return _fail(str(failure))
         except QhookError as error:
@@ -92,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run the hooks on a domain XML as VDSM does at VM start; print the result",
         description="Run before_device_create for each vNIC with custom properties in the "
-        "oVirt metadata, then before_vm_start, exactly as VDSM does, and print the "
-        "domain XML libvirt would get.",
+        "oVirt metadata, then before_vm_start (which plugs the vNICs), exactly as VDSM does, "
+        "and print the domain XML libvirt would get; then after_vm_destroy, unless --keep.",
     )
     run.add_argument("domxml", help="a libvirt domain XML carrying oVirt metadata")
     run.add_argument(
@@ -103,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--config", help="configuration file (default: $QHOOK_CONFIG or /etc/vdsm/quantum.conf)"
+    )
+    run.add_argument(
+        "--netns", help="run the hooks inside this network namespace, as if it were the host"
+    )
+    run.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the vNICs plugged (by default after_vm_destroy runs at the end, as when "
+        "the VM stops)",
     )
     run.add_argument(
         "--interfaces",

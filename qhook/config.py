@@ -18,7 +18,7 @@ MAX_TIMEOUT = 3600.0
 _BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _CONNECTION = re.compile(
     r"unix:/[^\x00-\x1f]*"
-    r"|(?:tcp|ssl):(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
+    r"|tcp:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
 )
 
 
@@ -49,7 +49,7 @@ class Config:
 
 def _connection(value: str) -> str:
     if not _CONNECTION.fullmatch(value):
-        raise ValueError("expected unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT")
+        raise ValueError("expected unix:/PATH or tcp:HOST:PORT")
     return value
 
 

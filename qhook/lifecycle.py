@@ -3,11 +3,11 @@
 
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from qhook import domxml
+from qhook import domxml, plumbing
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
-from qhook.vnic import QuantumVnic, claims, normalise_mac, parse_vnic
+from qhook.vnic import TAP_PREFIX, QuantumVnic, claims, normalise_mac, normalise_uuid, parse_vnic
 
 VnicInterface = Tuple[domxml.Element, QuantumVnic]
 
@@ -79,6 +79,38 @@ def _rewrite(vnics: List[VnicInterface], context: HookContext) -> bool:
     return changed
 
 
+def vm_id_of(context: HookContext, domain: Optional[domxml.Element] = None) -> str:
+    """The VM's UUID: the domain's <uuid>, else VDSM's vmId."""
+    value = domain.findtext("uuid") if domain is not None else None
+    if value is None:
+        value = context.vm_id
+        what = "vmId"
+    else:
+        what = "the domain's <uuid>"
+    if value is None:
+        raise QhookError("the VM's UUID is unknown: no <uuid> in the domain and no vmId")
+    return normalise_uuid(value, what)
+
+
+def _plug_and_write(
+    document: domxml.Document,
+    vnics: List[VnicInterface],
+    vm_id: str,
+    context: HookContext,
+    write: bool,
+) -> None:
+    """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
+    items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
+    plugged = plumbing.plug(items, context.config) if items else None
+    try:
+        if write:
+            context.write_data(domxml.serialize(document))
+    except BaseException:
+        if plugged is not None:
+            plugged.undo()
+        raise
+
+
 def before_device_create(context: HookContext) -> None:
     """Rewrite the one device if it is a Quantum vNIC; no side effects."""
     document = domxml.parse(context.read_data(), "device XML")
@@ -90,34 +122,132 @@ def before_device_create(context: HookContext) -> None:
 
 
 def before_vm_start(context: HookContext) -> None:
-    """Rewrite every Quantum vNIC of the domain not rewritten yet."""
+    """Rewrite every Quantum vNIC not rewritten yet, then plug them all."""
     document = domxml.parse(context.read_data(), "domain XML")
     vnics = domain_vnics(document.root, context)
+    if not vnics:
+        return
     check_tap_names(document.root, vnics)
-    if _rewrite(vnics, context):
-        context.write_data(domxml.serialize(document))
+    changed = _rewrite(vnics, context)
+    _plug_and_write(document, vnics, vm_id_of(context, document.root), context, changed)
 
 
-def _observe(context: HookContext) -> None:
-    """Find the domain's Quantum vNICs; nothing on the host changes yet.
+def before_nic_hotplug(context: HookContext) -> None:
+    """Rewrite and plug the one vNIC being hot-plugged."""
+    document = domxml.parse(context.read_data(), "device XML")
+    if document.root.tag != "interface":
+        return
+    vnic = classify(document.root, context.env, context)
+    if vnic is None:
+        return
+    vnics = [(document.root, vnic)]
+    changed = _rewrite(vnics, context)
+    _plug_and_write(document, vnics, vm_id_of(context), context, changed)
 
-    These hooks cannot stop the operation, so a problem is a warning, not a failure.
+
+def before_vm_migrate_destination(context: HookContext) -> None:
+    """Plug on the destination before the incoming QEMU needs the taps.
+
+    VDSM ignores this hook's output: the XML is the source's, already rewritten.
     """
+    document = domxml.parse(context.read_data(), "domain XML")
+    vnics = domain_vnics(document.root, context)
+    if vnics:
+        check_tap_names(document.root, vnics)
+        _rewrite(vnics, context)
+        _plug_and_write(document, vnics, vm_id_of(context, document.root), context, False)
+
+
+def _tolerant_vnics(domain: domxml.Element, context: HookContext) -> List[VnicInterface]:
+    """The Quantum vNICs whose properties parse; a bad one is a warning, not a failure."""
+    properties = domxml.device_properties(domain)
+    found = []
+    for interface in domxml.interfaces(domain):
+        mac = (domxml.interface_mac(interface) or "").lower()
+        try:
+            vnic = classify(interface, properties.get(mac, {}), context)
+        except QhookError as error:
+            context.warn(str(error))
+            continue
+        if vnic is not None:
+            found.append((interface, vnic))
+    return found
+
+
+def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
+    """Tap names of interfaces in the shape our rewrite gives, metadata or not."""
+    names = []
+    for interface in interfaces:
+        target = domxml.interface_target(interface)
+        if target and target.startswith(TAP_PREFIX) and len(target) == len(TAP_PREFIX) + 11:
+            names.append(target)
+    return names
+
+
+def _unplug(
+    interfaces: List[domxml.Element], vnics: List[VnicInterface], vm_id: str, context: HookContext
+) -> None:
+    items = [plumbing.Unplug(vnic.tap_name, vnic.host_id) for _, vnic in vnics]
+    items += [plumbing.Unplug(name) for name in _rewritten_taps(interfaces)]
+    problems = plumbing.unplug(items, vm_id, context.config)
+    if problems:
+        raise QhookError("; ".join(problems))
+
+
+def after_vm_destroy(context: HookContext) -> None:
+    """Unplug every Quantum vNIC of the VM: our OVS ports and taps of this VM, nothing else."""
     data = context.read_data()
     if not data.strip():
         return  # VDSM may hand an empty file to after_* hooks; nothing to act on
+    domain = domxml.parse(data, "domain XML").root
+    _unplug(
+        domxml.interfaces(domain),
+        _tolerant_vnics(domain, context),
+        vm_id_of(context, domain),
+        context,
+    )
+
+
+def _unplug_device(context: HookContext) -> None:
+    """Unplug the one vNIC of a device hook (hot-unplugged, or a failed hotplug)."""
+    data = context.read_data()
+    if not data.strip():
+        return
+    document = domxml.parse(data, "device XML")
+    if document.root.tag != "interface":
+        return
     try:
-        domain_vnics(domxml.parse(data, "domain XML").root, context)
+        vnic = classify(document.root, context.env, context)
     except QhookError as error:
         context.warn(str(error))
+        vnic = None
+    vnics = [] if vnic is None else [(document.root, vnic)]
+    _unplug([document.root], vnics, vm_id_of(context), context)
 
 
-after_vm_destroy = _observe
-after_vm_migrate_destination = _observe
+def after_vm_migrate_destination(context: HookContext) -> None:
+    """Check the plugging after an incoming migration; repair missing ports."""
+    data = context.read_data()
+    if not data.strip():
+        return
+    domain = domxml.parse(data, "domain XML").root
+    vm_id = vm_id_of(context, domain)
+    vnics = _tolerant_vnics(domain, context)
+    items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
+    repaired, unrepairable = plumbing.repair(items, context.config)
+    for name in repaired:
+        context.warn(f"{name} was not plugged after the migration; plugged it again")
+    if unrepairable:
+        raise QhookError("; ".join(unrepairable))
+
 
 HOOK_POINTS: Dict[str, Callable[[HookContext], None]] = {
     "before_device_create": before_device_create,
     "before_vm_start": before_vm_start,
     "after_vm_destroy": after_vm_destroy,
+    "before_vm_migrate_destination": before_vm_migrate_destination,
     "after_vm_migrate_destination": after_vm_migrate_destination,
+    "before_nic_hotplug": before_nic_hotplug,
+    "after_nic_hotunplug": _unplug_device,
+    "after_nic_hotplug_fail": _unplug_device,
 }

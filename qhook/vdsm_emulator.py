@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from qhook import domxml
 
@@ -79,9 +79,12 @@ class VdsmEmulator:
         hooks_dir: Path,
         env: Optional[Mapping[str, str]] = None,
         script_timeout: float = 300.0,
+        wrapper: Sequence[str] = (),
     ):
         self.hooks_dir = Path(hooks_dir)
         self.env = dict(os.environ if env is None else env)
+        # A command prefix for every script, e.g. `ip netns exec NS` to act as another host.
+        self.wrapper = list(wrapper)
         # VDSM puts no timeout on hooks; this bound only keeps a stuck test finite.
         self.script_timeout = script_timeout
 
@@ -131,7 +134,7 @@ class VdsmEmulator:
     def _run_script(self, script: Path, env: Mapping[str, str]) -> ScriptRun:
         try:
             done = subprocess.run(
-                [str(script)],
+                [*self.wrapper, str(script)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -173,6 +176,17 @@ class VdsmEmulator:
         )
         runs.append(run)
         return VmStart(domain_xml=run.data_out, runs=runs)
+
+    def destroy_vm(self, domain_xml: bytes, data_dir: Optional[str] = None) -> PointRun:
+        """after_vm_destroy with the last domain XML, as VDSM runs it once per VM."""
+        domain = domxml.parse(domain_xml, "domain XML").root
+        return self.run_point(
+            "after_vm_destroy",
+            domain_xml,
+            domxml.vm_properties(domain),
+            domain.findtext("uuid"),
+            data_dir,
+        )
 
 
 @dataclass

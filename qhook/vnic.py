@@ -79,6 +79,13 @@ def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:
     return value.lower()
 
 
+def normalise_uuid(value: Optional[str], what: str) -> str:
+    """A UUID in lower case, or PropertyError naming what it is."""
+    if value is None or not _UUID.fullmatch(value):
+        raise PropertyError(f"{what}: {shown(value)} is not a UUID")
+    return value.lower()
+
+
 def _given(props: Mapping[str, str], name: str) -> Optional[str]:
     value = props.get(name)
     return value if value else None
@@ -90,9 +97,7 @@ def _uuid(props: Mapping[str, str], name: str, required: bool = True) -> Optiona
         if required:
             raise PropertyError(f"property {name} is missing")
         return None
-    if not _UUID.fullmatch(value):
-        raise PropertyError(f"property {name}: {shown(value)} is not a UUID")
-    return value.lower()
+    return normalise_uuid(value, f"property {name}")
 
 
 def _choice(props: Mapping[str, str], name: str, choices: Mapping[str, Plugin]) -> Plugin:

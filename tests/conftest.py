@@ -1,24 +1,63 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Shared fixtures: a VDSM-like runner over the checkout's hook scripts."""
+"""Shared fixtures: a private Open vSwitch in its own network namespace (the "host"),
+and a VDSM-like runner that runs the checkout's hook scripts inside it."""
+
+import os
+import secrets
 
 import pytest
 
+from qhook.sandbox import OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
-from tools import HOOKS_DIR, hook_env
+from tools import HOOKS_DIR, hook_env, require_tool, run_hook
+
+
+@pytest.fixture(scope="session")
+def ovs(tmp_path_factory):
+    """ovsdb-server + ovs-vswitchd (userspace datapath) with br-int, in a private netns."""
+    for tool in ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ip"):
+        require_tool(tool)
+    name = f"qhook-test-{os.getpid()}-{secrets.token_hex(3)}"
+    sandbox = OvsSandbox(tmp_path_factory.mktemp("ovs"), name).start()
+    yield sandbox
+    sandbox.stop()
 
 
 @pytest.fixture
 def config_path(tmp_path):
-    """Where a test may write the configuration the hooks read (absent by default)."""
+    """Where the configuration the hooks read lives."""
     return tmp_path / "quantum.conf"
 
 
 @pytest.fixture
-def env(config_path):
+def configure(config_path, ovs):
+    """Write the [ovs] section (pointing at the sandbox) with the settings given."""
+
+    def write(extra: str = "", **settings: str) -> None:
+        values = {"connection": ovs.connection, "timeout": "5", **settings}
+        lines = "".join(f"{key} = {value}\n" for key, value in values.items())
+        config_path.write_text(f"[ovs]\n{lines}{extra}")
+
+    write()
+    return write
+
+
+@pytest.fixture
+def env(config_path, configure):
     return hook_env({"QHOOK_CONFIG": str(config_path)})
 
 
 @pytest.fixture
-def vdsm(env):
-    """VDSM's hook runner, emulated, over the hooks/ tree of this checkout."""
-    return VdsmEmulator(HOOKS_DIR, env)
+def vdsm(env, ovs):
+    """VDSM's hook runner, emulated, over hooks/ of this checkout, inside the sandbox."""
+    return VdsmEmulator(HOOKS_DIR, env, wrapper=ovs.netns_exec)
+
+
+@pytest.fixture
+def hook(ovs):
+    """Run one of our hook scripts on a data file inside the sandbox."""
+
+    def run(point, data_file, env):
+        return run_hook(point, data_file, env, ovs.netns_exec)
+
+    return run

@@ -13,7 +13,7 @@ from domains import (
     to_bytes,
 )
 
-from tools import ERROR_PREFIX, error_lines, run_hook
+from tools import ERROR_PREFIX, error_lines
 
 MAC = "00:1a:4a:16:01:00"  # the vNIC of vm_hibernated.xml
 DEVICE = (
@@ -115,22 +115,22 @@ def _write(tmp_path, data: bytes):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PROPERTIES))
-def test_device_hook_refuses_bad_properties(case, env, tmp_path):
+def test_device_hook_refuses_bad_properties(hook, case, env, tmp_path):
     properties, fragment = BAD_PROPERTIES[case]
     path, stat = _write(tmp_path, DEVICE)
-    result = run_hook("before_device_create", path, dict(env, **properties))
+    result = hook("before_device_create", path, dict(env, **properties))
     _assert_refused(result, path, DEVICE, stat, fragment)
     assert "before_device_create: vNIC 00:1a:4a:16:01:57: " in result.stderr
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PROPERTIES))
-def test_vm_hook_refuses_bad_metadata(case, env, tmp_path):
+def test_vm_hook_refuses_bad_metadata(hook, case, env, tmp_path):
     properties, fragment = BAD_PROPERTIES[case]
     domain = load_fixture("vm_hibernated.xml")
     set_vnic_properties(domain, MAC, properties)
     data = to_bytes(domain)
     path, stat = _write(tmp_path, data)
-    result = run_hook("before_vm_start", path, env)
+    result = hook("before_vm_start", path, env)
     _assert_refused(result, path, data, stat, fragment)
     assert f"before_vm_start: vNIC {MAC}: " in result.stderr
 
@@ -208,10 +208,10 @@ BAD_DOMAINS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_DOMAINS))
-def test_vm_hook_refuses_bad_domains(case, env, tmp_path):
+def test_vm_hook_refuses_bad_domains(hook, case, env, tmp_path):
     data, fragment = BAD_DOMAINS[case]
     path, stat = _write(tmp_path, data)
-    result = run_hook("before_vm_start", path, env)
+    result = hook("before_vm_start", path, env)
     _assert_refused(result, path, data, stat, fragment)
 
 
@@ -228,7 +228,7 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_hooks_refuse_a_bad_configuration(case, env, config_path, tmp_path):
+def test_hooks_refuse_a_bad_configuration(hook, case, env, config_path, tmp_path):
     text, fragment = BAD_CONFIGS[case]
     if isinstance(text, bytes):
         config_path.write_bytes(text)
@@ -238,7 +238,7 @@ def test_hooks_refuse_a_bad_configuration(case, env, config_path, tmp_path):
     set_vnic_properties(domain, MAC, seed_properties("openvswitch"))
     data = to_bytes(domain)
     path, stat = _write(tmp_path, data)
-    result = run_hook("before_vm_start", path, env)
+    result = hook("before_vm_start", path, env)
     _assert_refused(result, path, data, stat, fragment)
     assert str(config_path) in result.stderr
 
@@ -263,11 +263,13 @@ def test_missing_data_file_variable_is_one_line(env):
     )
 
 
-def test_a_bad_configuration_does_not_stop_vms_without_quantum_vnics(env, config_path, tmp_path):
+def test_a_bad_configuration_does_not_stop_vms_without_quantum_vnics(
+    hook, env, config_path, tmp_path
+):
     """The configuration is read only when there is a Quantum vNIC to handle."""
     config_path.write_text("[ovs]\nplug = maybe\n")
     data = to_bytes(load_fixture("vm_hibernated.xml"))
     path, _ = _write(tmp_path, data)
-    result = run_hook("before_vm_start", path, env)
+    result = hook("before_vm_start", path, env)
     assert (result.returncode, result.stderr) == (0, "")
     assert path.read_bytes() == data

@@ -21,8 +21,8 @@ def _qhook(*args, env=None):
     )
 
 
-def test_run_prints_the_domain_libvirt_would_get(tmp_path):
-    result = _qhook("run", str(EXAMPLE))
+def test_run_prints_the_domain_libvirt_would_get(ovs, configure, config_path, tmp_path):
+    result = _qhook("run", "--netns", ovs.name, "--config", str(config_path), str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     domain = etree.fromstring(result.stdout.encode())
     nics = {i.find("mac").get("address"): i for i in domain.find("devices").findall("interface")}
@@ -33,13 +33,21 @@ def test_run_prints_the_domain_libvirt_would_get(tmp_path):
     assert libvirt_defines(result.stdout.encode(), tmp_path).returncode == 0
 
 
-def test_run_with_config_and_installed_tree(tmp_path):
-    config = tmp_path / "q.conf"
-    config.write_text("[ovs]\nplug = libvirt\nintegration_bridge = br-q\n")
+def test_run_with_config_and_installed_tree(ovs, configure, config_path):
+    ovs.add_bridge("br-q")
+    configure(plug="libvirt", integration_bridge="br-q")
     from tools import HOOKS_DIR
 
     result = _qhook(
-        "run", "--config", str(config), "--hooks-dir", str(HOOKS_DIR), "--interfaces", str(EXAMPLE)
+        "run",
+        "--netns",
+        ovs.name,
+        "--config",
+        str(config_path),
+        "--hooks-dir",
+        str(HOOKS_DIR),
+        "--interfaces",
+        str(EXAMPLE),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('<source bridge="br-q"/>') == 2  # OVS and OVN; not Linux bridge
@@ -47,12 +55,12 @@ def test_run_with_config_and_installed_tree(tmp_path):
     assert "=== vNIC 00:1a:4a:16:01:54: no custom properties" in result.stdout
 
 
-def test_run_reports_a_failing_hook_in_one_line(tmp_path):
+def test_run_reports_a_failing_hook_in_one_line(ovs, tmp_path):
     bad = tmp_path / "bad.xml"
     bad.write_bytes(
         EXAMPLE.read_bytes().replace(b"<ovirt-vm:plugin>linuxbridge", b"<ovirt-vm:plugin>lb")
     )
-    result = _qhook("run", str(bad))
+    result = _qhook("run", "--netns", ovs.name, str(bad))
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1

@@ -56,6 +56,7 @@ def test_unknown_sections_and_keys_are_warnings(tmp_path):
         "[ovs]\nintegration_bridge = a-very-long-bridge\n",
         "[ovs]\nintegration_bridge =\n",
         "[ovs]\nconnection = tcp:host\n",
+        "[ovs]\nconnection = ssl:host:6640\n",
         "[ovs]\nplug = HOOK\n",
         "[ovs\n",
         "[ovs]\n[ovs]\n",

@@ -235,14 +235,18 @@ def test_extracted_scripts_use_system_python(extracted):
         assert script.read_text().splitlines()[0] == SHEBANG, script
 
 
-def test_extracted_hook_rewrites_example_vm(extracted, file_modes, tmp_path):
-    """The packaged before_vm_start hook, run on the packaged qhook, does the rewrite."""
+def test_extracted_hook_rewrites_example_vm(
+    extracted, file_modes, tmp_path, ovs, configure, config_path
+):
+    """The packaged hooks, run on the packaged qhook in the sandbox, plug and unplug."""
     site_packages = extracted / sitelib_of(file_modes).lstrip("/")
     domxml = tmp_path / "domxml.xml"
     shutil.copy(EXAMPLE_VM, domxml)
     assert "ethernet" not in interface_types(domxml)
     env = {k: v for k, v in os.environ.items() if k not in ("vmId", "PYTHONPATH")}
-    env.update(PYTHONPATH=str(site_packages), QHOOK_CONFIG="/nonexistent", _hook_domxml=str(domxml))
+    env.update(
+        PYTHONPATH=str(site_packages), QHOOK_CONFIG=str(config_path), _hook_domxml=str(domxml)
+    )
 
     # This interpreter, not the shebang: the system python3 need not have lxml.
     imported = run(
@@ -250,11 +254,14 @@ def test_extracted_hook_rewrites_example_vm(extracted, file_modes, tmp_path):
     )
     assert Path(imported.stdout.strip()) == site_packages / "qhook" / "__init__.py"
 
-    hook = extracted / VDSM_HOOKS_DIR.lstrip("/") / "before_vm_start" / SCRIPT_NAME
-    run([sys.executable, hook], env=env, cwd=tmp_path)
+    hooks = extracted / VDSM_HOOKS_DIR.lstrip("/")
+    run([*ovs.netns_exec, sys.executable, hooks / "before_vm_start" / SCRIPT_NAME], env=env)
     rewritten = domxml.read_text()
     assert "tap8e5f2a1c-4b" in rewritten
     assert "ethernet" in interface_types(domxml)
+    assert "tap8e5f2a1c-4b" in ovs.in_netns("ip", "link", "show")
+    run([*ovs.netns_exec, sys.executable, hooks / "after_vm_destroy" / SCRIPT_NAME], env=env)
+    assert "tap8e5f2a1c-4b" not in ovs.in_netns("ip", "link", "show")
 
     version = run([sys.executable, extracted / "usr/bin/qhook", "--version"], env=env, cwd=tmp_path)
     assert __version__ in version.stdout

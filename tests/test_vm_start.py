@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""A VM start as VDSM runs it, on every captured oVirt domain, for each plugin, mode and form.
+"""A VM's start and stop as VDSM runs them, on every captured oVirt domain, for each
+plugin, mode and form, against a real Open vSwitch in a private network namespace.
 
 Each Quantum vNIC must come out in its plugin's shape, with everything else kept;
-every other vNIC and the rest of the domain must come out unchanged; and the result
-must pass libvirt's schema and libvirt's own parser.
+every other vNIC and the rest of the domain must come out unchanged; the result must
+pass libvirt's schema and libvirt's own parser; the taps and OVS ports must be there
+as the agents expect them, and gone after after_vm_destroy.
 """
 
 import copy
 from typing import Callable, Dict
 
+import hoststate
 import pytest
 from domains import (
     add_interface,
@@ -150,9 +153,11 @@ def _schema_check(before: bytes, after: bytes, rewritten, tmp_path) -> None:
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("fixture", fixture_names())
-def test_vm_start_rewrites_quantum_vnics_only(fixture, scenario, vdsm, config_path, tmp_path):
+def test_vm_start_rewrites_and_plugs_quantum_vnics_only(
+    fixture, scenario, vdsm, ovs, configure, tmp_path
+):
     plug, maker = SCENARIOS[scenario]
-    config_path.write_text(f"[ovs]\nplug = {plug}\n")
+    configure(plug=plug)
     domain, quantum, untouched = _build(fixture, maker)
     before_xml = to_bytes(domain)
 
@@ -185,6 +190,49 @@ def test_vm_start_rewrites_quantum_vnics_only(fixture, scenario, vdsm, config_pa
     }
     again = vdsm.run_point("before_vm_start", started.domain_xml)
     assert again.data_out == started.domain_xml
+
+    vm_id = after.findtext("uuid").lower()
+    _check_plugged(ovs, quantum, {m: after_nics[m] for m in quantum}, plug, vm_id)
+    destroyed = vdsm.destroy_vm(started.domain_xml)
+    assert not destroyed.failed, destroyed.stderr
+    taps = {"tap" + _host_id(p)[:11] for p in quantum.values()}
+    assert not taps & set(hoststate.links(ovs)), "a tap is left after after_vm_destroy"
+    assert not taps & set(hoststate.ovs_interfaces(ovs)), "a port is left after after_vm_destroy"
+
+
+def _check_plugged(ovs, quantum, interfaces, plug, vm_id) -> None:
+    """Taps with the queues and MTU asked for; OVS rows the agents recognise."""
+    links = hoststate.links(ovs)
+    rows = hoststate.ovs_interfaces(ovs)
+    hook_made_ovs = []
+    for mac, properties in quantum.items():
+        host_id = _host_id(properties)
+        tap = "tap" + host_id[:11]
+        on_ovs = _plugin(properties) in OVS_PLUGINS
+        if plug == "libvirt" and on_ovs:
+            assert tap not in links and tap not in rows  # libvirt plugs these itself
+            continue
+        link = links[tap]
+        driver = interfaces[mac].find("driver")
+        mtu = interfaces[mac].find("mtu")
+        assert hoststate.tun_info(link)["type"] == "tap"
+        assert hoststate.tun_info(link)["multi_queue"] == (driver is not None), link
+        assert link["mtu"] == (int(mtu.get("size")) if mtu is not None else 1500)
+        assert "UP" in link["flags"]
+        assert link["ifalias"] == f"vdsm-hook-quantum vnic={host_id} vm={vm_id}"
+        if on_ovs:
+            hook_made_ovs.append(tap)
+            assert rows[tap]["external_ids"] == {
+                "iface-id": host_id,
+                "attached-mac": mac,
+                "iface-status": "active",
+                "vm-uuid": vm_id,
+                "vdsm-hook-quantum": "owned",
+            }
+        else:
+            assert tap not in rows  # the Linux bridge agent bridges the tap itself
+    assert set(hook_made_ovs) <= hoststate.bridge_ports(ovs)
+    hoststate.wait_for_ofports(ovs, hook_made_ovs)
 
 
 def test_a_captured_fixture_validates_as_a_whole(tmp_path):

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Sequence
 
 import pytest
 
@@ -38,12 +38,15 @@ def hook_env(extra: Optional[Mapping[str, str]] = None) -> dict:
     return env
 
 
-def run_hook(point: str, data_file: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess:
-    """Run our hook script of one point on a data file, as VDSM would."""
+def run_hook(
+    point: str, data_file: Path, env: Mapping[str, str], prefix: Sequence[str]
+) -> subprocess.CompletedProcess:
+    """Run our hook script of one point on a data file, as VDSM would, after a prefix
+    (`ip netns exec NS`: the tests never let a hook touch the real host)."""
     full = dict(env)
     full["_hook_domxml"] = str(data_file)
     return subprocess.run(
-        [str(HOOKS_DIR / point / "50_quantum")],
+        [*prefix, str(HOOKS_DIR / point / "50_quantum")],
         env=full,
         stdin=subprocess.DEVNULL,
         capture_output=True,

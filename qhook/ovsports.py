@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The integration bridge's ports: find them by name, add ours, remove ours.
+
+Each step is one OVSDB transaction that touches only the rows it names, with
+`wait` operations so that a row changed by someone else in the meantime makes the
+transaction fail instead of being overwritten.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from qhook import ovsdb
+from qhook.errors import QhookError
+
+OWNER_KEY = "vdsm-hook-quantum"
+OWNER_VALUE = "owned"
+DEAD_VLAN = 4095
+
+
+@dataclass(frozen=True)
+class PortRow:
+    """An OVS Interface of a given name and the Port that holds it."""
+
+    name: str
+    interface_uuid: str
+    port_uuid: Optional[str]
+    external_ids: Dict[str, str]
+    ofport: Optional[int]
+    tag: Optional[int]
+    port_other_config: Dict[str, str]
+
+    @property
+    def ours(self) -> bool:
+        return self.external_ids.get(OWNER_KEY) == OWNER_VALUE
+
+    def same_vnic(self, host_id: str, mac: str) -> bool:
+        """Ours for this vNIC, or libvirt's port of this vNIC (no mark, same id and MAC)."""
+        ids = self.external_ids
+        if ids.get("iface-id") != host_id:
+            return False
+        return self.ours or ids.get("attached-mac", "").lower() == mac
+
+    @property
+    def wired(self) -> bool:
+        """An agent has wired it: OVN installed its flows, or the OVS agent tagged it."""
+        if self.external_ids.get("ovn-installed") == "true":
+            return True
+        return (
+            self.tag is not None and self.tag != DEAD_VLAN and "net_uuid" in self.port_other_config
+        )
+
+
+@dataclass(frozen=True)
+class NewPort:
+    """A port to add: the tap's name and the Interface's external_ids."""
+
+    name: str
+    external_ids: Dict[str, str]
+
+
+def _atom(value: Any) -> Optional[Any]:
+    values = ovsdb.set_values(value)
+    return values[0] if values else None
+
+
+def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) -> Dict[str, PortRow]:
+    """The Interface (and Port) rows of these names; raise if the bridge is missing."""
+    operations: List[Dict[str, Any]] = []
+    for name in names:
+        where = [["name", "==", name]]
+        operations.append(
+            {
+                "op": "select",
+                "table": "Interface",
+                "where": where,
+                "columns": ["_uuid", "external_ids", "ofport"],
+            }
+        )
+        operations.append(
+            {
+                "op": "select",
+                "table": "Port",
+                "where": where,
+                "columns": ["_uuid", "interfaces", "tag", "other_config"],
+            }
+        )
+    if bridge is not None:
+        operations.append(
+            {
+                "op": "select",
+                "table": "Bridge",
+                "where": [["name", "==", bridge]],
+                "columns": ["_uuid"],
+            }
+        )
+    results = db.transact(operations, "looking up ports") if operations else []
+    if bridge is not None and not results[-1]["rows"]:
+        raise QhookError(f"integration bridge {bridge} does not exist in Open vSwitch")
+    found: Dict[str, PortRow] = {}
+    for index, name in enumerate(names):
+        interfaces = results[2 * index]["rows"]
+        ports = results[2 * index + 1]["rows"]
+        if not interfaces:
+            continue
+        interface = interfaces[0]
+        port = next(
+            (
+                p
+                for p in ports
+                if ["uuid", interface["_uuid"][1]] in ovsdb.set_values(p["interfaces"])
+            ),
+            None,
+        )
+        found[name] = PortRow(
+            name=name,
+            interface_uuid=interface["_uuid"][1],
+            port_uuid=None if port is None else port["_uuid"][1],
+            external_ids=ovsdb.map_value(interface["external_ids"]),
+            ofport=_atom(interface["ofport"]),
+            tag=None if port is None else _atom(port["tag"]),
+            port_other_config={} if port is None else ovsdb.map_value(port["other_config"]),
+        )
+    return found
+
+
+def _unchanged(row: PortRow) -> Dict[str, Any]:
+    """A wait that fails if the row is gone or its external_ids changed since we looked."""
+    return {
+        "op": "wait",
+        "table": "Interface",
+        "timeout": 0,
+        "until": "==",
+        "where": [["_uuid", "==", ovsdb.uuid(row.interface_uuid)]],
+        "columns": ["external_ids"],
+        "rows": [{"external_ids": ovsdb.ovs_map(row.external_ids)}],
+    }
+
+
+def _detach(row: PortRow) -> Dict[str, Any]:
+    """Remove the row's Port from whichever bridge holds it (OVSDB then drops the rows)."""
+    return {
+        "op": "mutate",
+        "table": "Bridge",
+        "where": [["ports", "includes", ovsdb.uuid(row.port_uuid or "")]],
+        "mutations": [["ports", "delete", ovsdb.ovs_set([ovsdb.uuid(row.port_uuid or "")])]],
+    }
+
+
+def add(
+    db: ovsdb.Ovsdb, bridge: str, ports: Sequence[NewPort], replacing: Sequence[PortRow]
+) -> None:
+    """Add the ports to the bridge in one transaction, first removing the rows replaced."""
+    operations: List[Dict[str, Any]] = [
+        {
+            "op": "wait",
+            "table": "Bridge",
+            "timeout": 0,
+            "until": "==",
+            "where": [["name", "==", bridge]],
+            "columns": ["name"],
+            "rows": [{"name": bridge}],
+        }
+    ]
+    replaced = {row.name: row for row in replacing}
+    for row in replacing:
+        operations.append(_unchanged(row))
+        if row.port_uuid is not None:
+            operations.append(_detach(row))
+    new_ports = []
+    for index, port in enumerate(ports):
+        if port.name not in replaced:  # nobody may have taken the name meanwhile
+            operations.append(
+                {
+                    "op": "wait",
+                    "table": "Interface",
+                    "timeout": 0,
+                    "until": "==",
+                    "where": [["name", "==", port.name]],
+                    "columns": ["name"],
+                    "rows": [],
+                }
+            )
+        operations.append(
+            {
+                "op": "insert",
+                "table": "Interface",
+                "uuid-name": f"i{index}",
+                "row": {"name": port.name, "external_ids": ovsdb.ovs_map(port.external_ids)},
+            }
+        )
+        operations.append(
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": f"p{index}",
+                "row": {
+                    "name": port.name,
+                    "interfaces": ovsdb.named(f"i{index}"),
+                    "external_ids": ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE}),
+                },
+            }
+        )
+        new_ports.append(ovsdb.named(f"p{index}"))
+    operations.append(
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["name", "==", bridge]],
+            "mutations": [["ports", "insert", ovsdb.ovs_set(new_ports)]],
+        }
+    )
+    names = ", ".join(port.name for port in ports)
+    db.transact(operations, f"adding {names} to {bridge}")
+
+
+def remove(db: ovsdb.Ovsdb, rows: Sequence[PortRow]) -> None:
+    """Remove these ports in one transaction, if nobody changed them since we looked."""
+    operations: List[Dict[str, Any]] = []
+    for row in rows:
+        operations.append(_unchanged(row))
+        if row.port_uuid is not None:
+            operations.append(_detach(row))
+    if operations:
+        db.transact(operations, "removing " + ", ".join(row.name for row in rows))
+
+
+def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
+    """Every Interface marked as ours, for the operator commands."""
+    results = db.transact(
+        [
+            {
+                "op": "select",
+                "table": "Interface",
+                "where": [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE})]],
+                "columns": ["name"],
+            },
+        ],
+        "listing our ports",
+    )
+    names = sorted(row["name"] for row in results[0]["rows"])
+    return list(find(db, names).values())

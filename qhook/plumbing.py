@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Plugging and unplugging Quantum vNICs on the host: taps and integration-bridge ports.
+
+Everything is inspected before anything changes, so a refusal leaves the host as it
+was; a failure half-way undoes what this run made.
+"""
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from qhook import domxml, ovsports, tap
+from qhook.config import Config, PlugMode
+from qhook.errors import QhookError
+from qhook.ovsdb import Ovsdb
+from qhook.vnic import Plugin, QuantumVnic
+
+OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One Quantum vNIC of a VM, with what its tap needs."""
+
+    vnic: QuantumVnic
+    vm_id: str
+    multiqueue: bool
+    mtu: Optional[int]
+
+    @property
+    def tap_name(self) -> str:
+        return self.vnic.tap_name
+
+    @property
+    def on_ovs(self) -> bool:
+        return self.vnic.plugin in OVS_PLUGINS
+
+    def external_ids(self) -> Dict[str, str]:
+        """What the agents read from the OVS Interface, plus our mark."""
+        return {
+            "iface-id": self.vnic.host_id,
+            "attached-mac": self.vnic.mac,
+            "iface-status": "active",
+            "vm-uuid": self.vm_id,
+            ovsports.OWNER_KEY: ovsports.OWNER_VALUE,
+        }
+
+
+def _positive_int(text: Optional[str], what: str, limit: int) -> Optional[int]:
+    if text is None:
+        return None
+    if not text.isdigit() or not 0 < int(text) <= limit:
+        raise QhookError(f"{what} {text!a} is not a number from 1 to {limit}")
+    return int(text)
+
+
+def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Attachment:
+    """The attachment of a vNIC: queues and MTU come from its <interface>."""
+    driver = interface.find("driver")
+    mtu = interface.find("mtu")
+    queues = _positive_int(None if driver is None else driver.get("queues"), "queues", 256)
+    return Attachment(
+        vnic=vnic,
+        vm_id=vm_id,
+        multiqueue=(queues or 1) > 1,
+        mtu=_positive_int(None if mtu is None else mtu.get("size"), "MTU", 65535),
+    )
+
+
+@dataclass
+class Plugged:
+    """What one plug run changed, so that it can be undone."""
+
+    config: Config
+    created_taps: List[str] = field(default_factory=list)
+    added_ports: List[str] = field(default_factory=list)
+
+    def undo(self) -> None:
+        """Remove what this run made; best effort, never raises."""
+        if self.added_ports:
+            with contextlib.suppress(QhookError), _ovsdb(self.config) as db:
+                rows = ovsports.find(db, self.added_ports)
+                ovsports.remove(db, [row for row in rows.values() if row.ours])
+        for name in self.created_taps:
+            with contextlib.suppress(QhookError):
+                tap.delete(name)
+
+
+def _ovsdb(config: Config) -> Ovsdb:
+    return Ovsdb(config.ovs.connection, config.ovs.timeout)
+
+
+def _check_tap(item: Attachment) -> Optional[tap.TapState]:
+    """The existing device of the tap's name if this vNIC may take it over; None if none."""
+    current = tap.state(item.tap_name)
+    if current is None:
+        return None
+    if not current.belongs_to(item.vnic.host_id):
+        owner = f"vNIC {current.mark['vnic']}" if current.ours else "something else"
+        raise QhookError(f"device {item.tap_name} already exists and belongs to {owner}")
+    return current
+
+
+def _check_port(item: Attachment, rows: Dict[str, ovsports.PortRow]) -> Optional[ovsports.PortRow]:
+    row = rows.get(item.tap_name)
+    if row is not None and not row.same_vnic(item.vnic.host_id, item.vnic.mac):
+        owner = row.external_ids.get("iface-id") or "something else"
+        raise QhookError(f"Open vSwitch port {item.tap_name} already exists and belongs to {owner}")
+    return row
+
+
+def plug(items: Sequence[Attachment], config: Config) -> Plugged:
+    """Plug the VM's Quantum vNICs; raise after undoing if anything fails."""
+    done = Plugged(config)
+    if config.ovs.plug is PlugMode.LIBVIRT:
+        hook_made = [item for item in items if not item.on_ovs]
+        _clear_for_libvirt([item for item in items if item.on_ovs], config)
+    else:
+        hook_made = list(items)
+    leftovers = {item.tap_name: _check_tap(item) for item in hook_made}
+    on_ovs = [item for item in hook_made if item.on_ovs]
+    try:
+        if on_ovs:
+            with _ovsdb(config) as db:
+                rows = ovsports.find(
+                    db, [item.tap_name for item in on_ovs], config.ovs.integration_bridge
+                )
+                replacing = [r for r in (_check_port(i, rows) for i in on_ovs) if r is not None]
+                _make_taps(hook_made, leftovers, done)
+                ovsports.add(
+                    db,
+                    config.ovs.integration_bridge,
+                    [ovsports.NewPort(i.tap_name, i.external_ids()) for i in on_ovs],
+                    replacing,
+                )
+                done.added_ports = [item.tap_name for item in on_ovs]
+        else:
+            _make_taps(hook_made, leftovers, done)
+    except BaseException:
+        done.undo()
+        raise
+    return done
+
+
+def _make_taps(
+    items: Sequence[Attachment], leftovers: Dict[str, Optional[tap.TapState]], done: Plugged
+) -> None:
+    for item in items:
+        current = leftovers[item.tap_name]
+        if current is not None and current.multiqueue != item.multiqueue:
+            tap.delete(item.tap_name)  # ours, but QEMU could not attach to it: remake
+            current = None
+        if current is None:
+            tap.create(item.tap_name, item.vnic.host_id, item.vm_id, item.multiqueue, item.mtu)
+            done.created_taps.append(item.tap_name)
+        else:
+            tap.configure(item.tap_name, item.vnic.host_id, item.vm_id, item.mtu)
+
+
+def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
+    """libvirt plugs these: remove a stale tap or port of this vNIC left by a crash."""
+    if not items:
+        return
+    stale_taps = [item.tap_name for item in items if _check_tap(item) is not None]
+    with _ovsdb(config) as db:
+        rows = ovsports.find(db, [item.tap_name for item in items])
+        stale_ports = [r for r in (_check_port(i, rows) for i in items) if r is not None]
+        if stale_ports:
+            ovsports.remove(db, stale_ports)
+    for name in stale_taps:
+        tap.delete(name)
+
+
+@dataclass(frozen=True)
+class Unplug:
+    """A tap name to unplug for a VM, and the vNIC id when the metadata still has it."""
+
+    tap_name: str
+    host_id: Optional[str] = None
+
+
+def unplug(items: Sequence[Unplug], vm_id: str, config: Config) -> List[str]:
+    """Remove our ports and taps of this VM; return what could not be done."""
+    problems: List[str] = []
+    names = sorted({item.tap_name for item in items})
+    if not names:
+        return problems
+    try:
+        with _ovsdb(config) as db:
+            rows = ovsports.find(db, names)
+            mine = [
+                row
+                for row in rows.values()
+                if row.ours and row.external_ids.get("vm-uuid") == vm_id
+            ]
+            ovsports.remove(db, mine)
+    except QhookError as error:
+        problems.append(str(error))
+    for name in names:
+        current = tap.state(name)
+        if current is None or not current.ours or current.mark.get("vm") != vm_id:
+            continue
+        try:
+            tap.delete(name)
+        except QhookError as error:
+            problems.append(str(error))
+    return problems
+
+
+def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List[str]]:
+    """Check the plugging of a running VM; add missing ports. Return (repaired, problems).
+
+    A missing or foreign tap cannot be repaired under a running QEMU; it is reported.
+    """
+    problems: List[str] = []
+    hook_made = [i for i in items if config.ovs.plug is PlugMode.HOOK or not i.on_ovs]
+    for item in hook_made:
+        current = tap.state(item.tap_name)
+        if current is None:
+            problems.append(f"tap {item.tap_name} of vNIC {item.vnic.mac} is missing")
+        elif not current.belongs_to(item.vnic.host_id):
+            problems.append(f"device {item.tap_name} of vNIC {item.vnic.mac} is not ours")
+    on_ovs = [item for item in items if item.on_ovs]
+    if not on_ovs:
+        return [], problems
+    missing: List[Attachment] = []
+    try:
+        with _ovsdb(config) as db:
+            rows = ovsports.find(db, [i.tap_name for i in on_ovs], config.ovs.integration_bridge)
+            for item in on_ovs:
+                row = rows.get(item.tap_name)
+                if row is None:
+                    missing.append(item)
+                elif not row.same_vnic(item.vnic.host_id, item.vnic.mac):
+                    problems.append(f"Open vSwitch port {item.tap_name} belongs to something else")
+            if config.ovs.plug is PlugMode.LIBVIRT:
+                problems += [
+                    f"libvirt did not plug {i.tap_name} into Open vSwitch" for i in missing
+                ]
+                missing = []
+            missing = [i for i in missing if tap.state(i.tap_name) is not None]
+            if missing:
+                new = [ovsports.NewPort(i.tap_name, i.external_ids()) for i in missing]
+                ovsports.add(db, config.ovs.integration_bridge, new, [])
+    except QhookError as error:
+        problems.append(str(error))
+        missing = []
+    return [item.tap_name for item in missing], problems

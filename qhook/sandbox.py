@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A private Open vSwitch in its own network namespace, for the demo and the tests.
+
+ovsdb-server and ovs-vswitchd (userspace datapath, so no kernel module is needed)
+run inside a new network namespace with every socket, pid and log file in one
+directory; `stop` ends them by PID and deletes the namespace with all its devices.
+"""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+SCHEMA_PATHS = ("/usr/share/openvswitch/vswitch.ovsschema",)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started."""
+
+
+def _run(args: List[str], env: Optional[Dict[str, str]] = None, timeout: float = 30) -> str:
+    done = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise SandboxError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+class OvsSandbox:
+    """ovsdb-server + ovs-vswitchd in network namespace `name`, files under `directory`."""
+
+    def __init__(self, directory: Path, name: str, bridge: str = "br-int"):
+        self.directory = Path(directory)
+        self.name = name
+        self.bridge = bridge
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "db.sock"
+
+    @property
+    def connection(self) -> str:
+        return f"unix:{self.socket}"
+
+    @property
+    def netns_exec(self) -> List[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    @property
+    def env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        for variable in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_PKGDATADIR"):
+            env.pop(variable, None)
+        directory = str(self.directory)
+        env.update(OVS_RUNDIR=directory, OVS_LOGDIR=directory, OVS_DBDIR=directory)
+        return env
+
+    def vsctl(self, *args: str, wait: bool = False) -> str:
+        options = [f"--db={self.connection}", "--timeout=10"]
+        if not wait:
+            options.append("--no-wait")
+        return _run(["ovs-vsctl", *options, *args], self.env)
+
+    def in_netns(self, *args: str) -> str:
+        return _run([*self.netns_exec, *args], self.env)
+
+    def _daemon(self, label: str, args: List[str]) -> None:
+        log = open(self.directory / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
+        self.processes[label] = subprocess.Popen(
+            [*self.netns_exec, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+
+    def _wait_for(self, what: str, ready, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for label, process in self.processes.items():
+                if process.poll() is not None:
+                    output = (self.directory / f"{label}.out").read_text()[-2000:]
+                    raise SandboxError(f"{label} exited with {process.returncode}: {output}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{what} not ready after {timeout:g} s")
+            time.sleep(0.02)
+
+    def start(self) -> "OvsSandbox":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        schema = next((p for p in SCHEMA_PATHS if os.path.exists(p)), None)
+        if schema is None:
+            raise SandboxError("Open vSwitch is not installed (no vswitch.ovsschema)")
+        _run(["ip", "netns", "add", self.name])
+        try:
+            self.in_netns("ip", "link", "set", "lo", "up")
+            database = self.directory / "conf.db"
+            _run(["ovsdb-tool", "create", str(database), schema], self.env)
+            self._daemon(
+                "ovsdb-server",
+                [
+                    "ovsdb-server",
+                    str(database),
+                    f"--remote=punix:{self.socket}",
+                    f"--unixctl={self.directory / 'ovsdb-server.ctl'}",
+                    f"--log-file={self.directory / 'ovsdb-server.log'}",
+                    "--no-chdir",
+                ],
+            )
+            self._wait_for("ovsdb-server", self.socket.exists)
+            self.vsctl("init")
+            self._daemon(
+                "ovs-vswitchd",
+                [
+                    "ovs-vswitchd",
+                    self.connection,
+                    f"--unixctl={self.directory / 'ovs-vswitchd.ctl'}",
+                    f"--log-file={self.directory / 'ovs-vswitchd.log'}",
+                    "--no-chdir",
+                ],
+            )
+            self._wait_for("ovs-vswitchd", (self.directory / "ovs-vswitchd.ctl").exists)
+            self.add_bridge(self.bridge)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add_bridge(self, name: str) -> None:
+        self.vsctl(
+            "--may-exist",
+            "add-br",
+            name,
+            "--",
+            "set",
+            "Bridge",
+            name,
+            "datapath_type=netdev",
+            "fail-mode=secure",
+            wait=True,
+        )
+
+    def pid(self, label: str) -> int:
+        return self.processes[label].pid
+
+    def stop(self) -> None:
+        """Stop the daemons by PID and delete the namespace; safe to call twice."""
+        for label in ("ovs-vswitchd", "ovsdb-server"):
+            process = self.processes.pop(label, None)
+            if process is None:
+                continue
+            os.kill(process.pid, signal.SIGCONT)  # in case a test left it stopped
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)

@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Tap devices: create, inspect and delete, with a mark that says this package made them.
+
+A handful of ioctls on /dev/net/tun and one netlink message do all that is needed,
+so the hooks do not pay for importing a netlink library. The mark is the device's
+alias (`ip link` shows it): ``vdsm-hook-quantum vnic=<host id> vm=<VM UUID>``.
+"""
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from qhook import PROGRAM
+from qhook.errors import QhookError
+
+SYS_NET = "/sys/class/net"
+TUN_DEVICE = "/dev/net/tun"
+
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCSIFMTU = 0x8922
+IFF_UP = 0x1
+IFF_TAP = 0x0002
+IFF_MULTI_QUEUE = 0x0100
+IFF_NO_PI = 0x1000
+IFF_TUN_EXCL = 0x8000
+
+NETLINK_ROUTE = 0
+RTM_DELLINK = 17
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLMSG_ERROR = 0x2
+IFLA_IFNAME = 3
+
+MARK = PROGRAM
+
+
+class TapError(QhookError):
+    """A tap device could not be made, changed or removed."""
+
+
+@dataclass(frozen=True)
+class TapState:
+    """What the host says about a network device of a tap's name."""
+
+    name: str
+    is_tap: bool
+    multiqueue: bool
+    mtu: int
+    up: bool
+    carrier: bool
+    mark: Dict[str, str]
+
+    @property
+    def ours(self) -> bool:
+        return self.is_tap and bool(self.mark)
+
+    def belongs_to(self, host_id: str) -> bool:
+        return self.ours and self.mark.get("vnic") == host_id
+
+
+def mark_text(host_id: str, vm_id: str) -> str:
+    return f"{MARK} vnic={host_id} vm={vm_id}"
+
+
+def parse_mark(alias: str) -> Dict[str, str]:
+    """The fields of our mark, or {} for any other alias."""
+    words = alias.split()
+    if not words or words[0] != MARK:
+        return {}
+    fields = dict(word.split("=", 1) for word in words[1:] if "=" in word)
+    return fields if "vnic" in fields else {}
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as stream:
+            return stream.read().strip()
+    except OSError:
+        return None
+
+
+def state(name: str) -> Optional[TapState]:
+    """The device of this name, or None if there is none."""
+    base = os.path.join(SYS_NET, name)
+    if not os.path.isdir(base):
+        return None
+    tun_flags = _read(os.path.join(base, "tun_flags"))
+    flags = int(_read(os.path.join(base, "flags")) or "0", 16)
+    return TapState(
+        name=name,
+        is_tap=tun_flags is not None and bool(int(tun_flags, 16) & IFF_TAP),
+        multiqueue=tun_flags is not None and bool(int(tun_flags, 16) & IFF_MULTI_QUEUE),
+        mtu=int(_read(os.path.join(base, "mtu")) or "0"),
+        up=bool(flags & IFF_UP),
+        carrier=_read(os.path.join(base, "carrier")) == "1",
+        mark=parse_mark(_read(os.path.join(base, "ifalias")) or ""),
+    )
+
+
+def _ifreq(name: str, payload: bytes = b"") -> bytes:
+    return struct.pack("16s", name.encode()) + payload.ljust(24, b"\0")
+
+
+def _fail(name: str, action: str, error: OSError) -> TapError:
+    return TapError(f"cannot {action} tap {name}: {os.strerror(error.errno or 0)}")
+
+
+def create(name: str, host_id: str, vm_id: str, multiqueue: bool, mtu: Optional[int]) -> None:
+    """Make a persistent tap, marked as ours, with the MTU given, and set it up.
+
+    Fails if a device of that name exists: callers decide first what to do with one.
+    """
+    flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL | (IFF_MULTI_QUEUE if multiqueue else 0)
+    try:
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        raise _fail(name, "create", error) from None
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError as error:
+        raise _fail(name, "create", error) from None
+    finally:
+        os.close(fd)
+    try:
+        configure(name, host_id, vm_id, mtu)
+    except TapError:
+        delete(name)
+        raise
+
+
+def configure(name: str, host_id: str, vm_id: str, mtu: Optional[int]) -> None:
+    """Mark the tap as ours, give it the MTU and set it up."""
+    try:
+        with open(os.path.join(SYS_NET, name, "ifalias"), "w") as stream:
+            stream.write(mark_text(host_id, vm_id))
+    except OSError as error:
+        raise _fail(name, "mark", error) from None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            if mtu is not None:
+                fcntl.ioctl(sock, SIOCSIFMTU, _ifreq(name, struct.pack("i", mtu)))
+            current = fcntl.ioctl(sock, SIOCGIFFLAGS, _ifreq(name))
+            (flags,) = struct.unpack_from("H", current, 16)
+            fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | IFF_UP)))
+        except OSError as error:
+            raise _fail(name, "set up", error) from None
+
+
+def delete(name: str, timeout: float = 5.0) -> bool:
+    """Delete a device by name (netlink RTM_DELLINK); False if it was already gone."""
+    name_attr = name.encode() + b"\0"
+    attr = struct.pack("HH", 4 + len(name_attr), IFLA_IFNAME) + name_attr
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr
+    header = struct.pack("IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(header + body, (0, 0))
+            reply = sock.recv(65536)
+        except OSError as error:
+            raise TapError(f"cannot delete tap {name}: {error.strerror or error}") from None
+    _, kind = struct.unpack_from("IH", reply)
+    if kind != NLMSG_ERROR:
+        raise TapError(f"cannot delete tap {name}: unexpected netlink reply {kind}")
+    (code,) = struct.unpack_from("i", reply, 16)
+    if code == -errno.ENODEV:
+        return False
+    if code:
+        raise TapError(f"cannot delete tap {name}: {os.strerror(-code)}")
+    return True

@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What is on the sandbox "host", read with the standard tools (ip, ovs-vsctl)."""
+
+import json
+import time
+from typing import Any, Dict
+
+from qhook.sandbox import OvsSandbox
+
+
+def links(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:
+    """Network devices in the sandbox, by name, as `ip -j -d link` reports them."""
+    return {link["ifname"]: link for link in json.loads(ovs.in_netns("ip", "-j", "-d", "link"))}
+
+
+def tun_info(link: Dict[str, Any]) -> Dict[str, Any]:
+    info = link.get("linkinfo", {})
+    assert info.get("info_kind") == "tun", link
+    return info["info_data"]
+
+
+def ovs_interfaces(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:
+    """OVS Interface rows by name: external_ids as a dict, ofport as an int or None."""
+    table = json.loads(
+        ovs.vsctl("--format=json", "--columns=name,external_ids,ofport", "list", "Interface")
+    )
+    rows = {}
+    for name, external_ids, ofport in table["data"]:
+        rows[name] = {
+            "external_ids": dict(external_ids[1]),
+            "ofport": ofport if isinstance(ofport, int) else None,
+        }
+    return rows
+
+
+def bridge_ports(ovs: OvsSandbox, bridge: str = "br-int") -> set:
+    return set(ovs.vsctl("list-ports", bridge).split())
+
+
+def wait_for_ofports(ovs: OvsSandbox, names, timeout: float = 10) -> Dict[str, int]:
+    """ovs-vswitchd gives each port an OpenFlow number soon after it is added."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = ovs_interfaces(ovs)
+        ofports = {name: rows.get(name, {}).get("ofport") for name in names}
+        if all(isinstance(v, int) and v > 0 for v in ofports.values()):
+            return ofports
+        assert time.monotonic() < deadline, f"no ofport after {timeout} s: {ofports}"
+        time.sleep(0.05)
