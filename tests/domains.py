@@ -135,3 +135,25 @@ def skeleton_with(interface: etree._Element) -> bytes:
 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quantum-vm.xml"
+
+
+def quantum_vm(vnics: List[Dict[str, str]], vm_uuid: Optional[str] = None) -> etree._Element:
+    """vm_hibernated.xml with its own vNIC removed and one Quantum vNIC per property set.
+
+    A property set may carry "_extra" (XML to put in the interface); vNIC n gets the
+    MAC 02:00:00:00:NN:01 with NN = n + 1.
+    """
+    domain = load_fixture("vm_hibernated.xml")
+    if vm_uuid:
+        domain.find("uuid").text = vm_uuid
+        for entry in domain.iter("entry"):
+            if entry.get("name") == "uuid":
+                entry.text = vm_uuid
+    for interface in interfaces(domain):
+        interface.getparent().remove(interface)
+    for index, properties in enumerate(vnics):
+        properties = dict(properties)
+        mac = f"02:00:00:00:{index + 1:02x}:01"
+        add_interface(domain, mac, properties.pop("_extra", ""))
+        set_vnic_properties(domain, mac, properties)
+    return domain
