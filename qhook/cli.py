@@ -3,6 +3,7 @@
 
 import argparse
 import copy
+import json
 import os
 import sys
 import tempfile
@@ -84,6 +85,62 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    from qhook.config import load_config
+
+    env = dict(os.environ)
+    if args.config:
+        env["QHOOK_CONFIG"] = args.config
+    config, warnings = load_config(env)
+    for warning in warnings:
+        sys.stderr.write(f"qhook: warning: {warning}\n")
+    return config
+
+
+def _yes(value: Optional[bool]) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from qhook import inventory
+
+    entries, problem = inventory.survey(_load(args), args.grace)
+    if args.json:
+        print(json.dumps({"ports": [e.as_dict() for e in entries], "ovs_error": problem}, indent=2))
+    else:
+        row = "{:<15} {:<36} {:<36} {:<4} {:<6} {:<4} {:<6} {:<5} {}"
+        print(row.format("TAP", "VNIC", "VM", "TAP", "IN-USE", "OVS", "OFPORT", "WIRED", "STALE"))
+        for e in entries:
+            print(
+                row.format(
+                    e.tap,
+                    e.vnic or "?",
+                    e.vm or "?",
+                    _yes(e.device),
+                    _yes(e.in_use),
+                    _yes(e.ovs_port),
+                    "-" if e.ofport is None else e.ofport,
+                    _yes(e.wired),
+                    e.stale or "",
+                )
+            )
+    if problem:
+        return _fail(problem)
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from qhook import inventory
+
+    config = _load(args)
+    entries, problem = inventory.survey(config, args.grace)
+    if problem:
+        return _fail(f"{problem}; nothing removed")
+    for line in inventory.clean(config, entries, args.dry_run):
+        print(line)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qhook", description=f"{PROGRAM}: oVirt vNICs on Quantum/Neutron networks."
@@ -122,6 +179,25 @@ def _parser() -> argparse.ArgumentParser:
         help="print each vNIC before and after, instead of the whole domain",
     )
     run.set_defaults(handler=_run)
+
+    for name, handler, text in (
+        ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),
+        ("cleanup", _cleanup, "remove our stale ports and taps (what a crash or reboot left)"),
+    ):
+        command = commands.add_parser(name, help=text, description=text + ".")
+        command.add_argument("--config", help="configuration file")
+        command.add_argument(
+            "--grace",
+            type=float,
+            default=120.0,
+            help="a tap no VM holds counts as stale only when plugged longer ago than this "
+            "many seconds (default 120), so a starting VM keeps its tap",
+        )
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            command.add_argument("--dry-run", action="store_true", help="only say what would go")
+        command.set_defaults(handler=handler)
     return parser
 
 

@@ -11,8 +11,9 @@ import fcntl
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from qhook import PROGRAM
 from qhook.errors import QhookError
@@ -65,8 +66,10 @@ class TapState:
         return self.ours and self.mark.get("vnic") == host_id
 
 
-def mark_text(host_id: str, vm_id: str) -> str:
-    return f"{MARK} vnic={host_id} vm={vm_id}"
+def mark_text(host_id: str, vm_id: str, since: Optional[int] = None) -> str:
+    """Our mark: the vNIC, the VM and when the tap was plugged (seconds since the epoch)."""
+    when = int(time.time()) if since is None else since
+    return f"{MARK} vnic={host_id} vm={vm_id} since={when}"
 
 
 def parse_mark(alias: str) -> Dict[str, str]:
@@ -84,6 +87,14 @@ def _read(path: str) -> Optional[str]:
             return stream.read().strip()
     except OSError:
         return None
+
+
+def names() -> List[str]:
+    """Every network device named like one of our taps."""
+    try:
+        return sorted(n for n in os.listdir(SYS_NET) if n.startswith("tap"))
+    except OSError:
+        return []
 
 
 def state(name: str) -> Optional[TapState]:

@@ -93,6 +93,7 @@ def test_unknown_config_keys_warn_but_the_hook_works(hook, env, configure, confi
         "unknown key future_knob in [ovs] ignored\n"
     )
     assert b'<virtualport type="openvswitch">' in path.read_bytes()
+    assert hook("after_vm_destroy", path, env).returncode == 0
 
 
 def test_a_bug_ends_in_one_line_not_a_traceback(tmp_path):

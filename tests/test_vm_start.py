@@ -9,6 +9,7 @@ as the agents expect them, and gone after after_vm_destroy.
 """
 
 import copy
+import time
 from typing import Callable, Dict
 
 import hoststate
@@ -219,7 +220,9 @@ def _check_plugged(ovs, quantum, interfaces, plug, vm_id) -> None:
         assert hoststate.tun_info(link)["multi_queue"] == (driver is not None), link
         assert link["mtu"] == (int(mtu.get("size")) if mtu is not None else 1500)
         assert "UP" in link["flags"]
-        assert link["ifalias"] == f"vdsm-hook-quantum vnic={host_id} vm={vm_id}"
+        mark, since = link["ifalias"].rsplit(" since=", 1)
+        assert mark == f"vdsm-hook-quantum vnic={host_id} vm={vm_id}"
+        assert 0 <= time.time() - int(since) < 300
         if on_ovs:
             hook_made_ovs.append(tap)
             assert rows[tap]["external_ids"] == {

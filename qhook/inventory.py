@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What this package has on the host: our taps and OVS ports, and which are stale.
+
+Stale means what a crash or a reboot leaves: an OVS port of ours whose tap is gone
+(the database outlives a reboot, the taps do not), and a tap of ours that no process
+holds open (no QEMU uses it) and that was plugged longer ago than a grace period, so
+a VM that is starting right now is never taken for a dead one.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Tuple
+
+from qhook import ovsports, tap
+from qhook.config import Config
+from qhook.errors import QhookError
+from qhook.ovsdb import Ovsdb
+
+DEFAULT_GRACE = 120
+
+
+@dataclass
+class Entry:
+    """One tap name of ours: its device, its OVS port, and whether it is stale."""
+
+    tap: str
+    vnic: Optional[str] = None
+    vm: Optional[str] = None
+    device: bool = False
+    in_use: bool = False
+    age: Optional[int] = None
+    ovs_port: bool = False
+    ofport: Optional[int] = None
+    wired: Optional[bool] = None
+    stale: Optional[str] = None
+
+    def as_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], Optional[str]]:
+    """Our taps and ports; the second value says why OVS could not be read, if it could not."""
+    entries: Dict[str, Entry] = {}
+    now = time.time()
+    for name in tap.names():
+        current = tap.state(name)
+        if current is None or not current.ours:
+            continue
+        since = current.mark.get("since", "")
+        entries[name] = Entry(
+            tap=name,
+            vnic=current.mark.get("vnic"),
+            vm=current.mark.get("vm"),
+            device=True,
+            in_use=current.carrier,
+            age=int(now - int(since)) if since.isdigit() else None,
+        )
+    problem = None
+    rows: List[ovsports.PortRow] = []
+    try:
+        with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
+            rows = ovsports.ours(db)
+    except QhookError as error:
+        problem = str(error)
+    for row in rows:
+        entry = entries.setdefault(row.name, Entry(tap=row.name))
+        entry.vnic = entry.vnic or row.external_ids.get("iface-id")
+        entry.vm = entry.vm or row.external_ids.get("vm-uuid")
+        entry.ovs_port = True
+        entry.ofport = row.ofport
+        entry.wired = row.wired
+    for entry in entries.values():
+        if entry.ovs_port and not entry.device:
+            entry.stale = "its tap is gone"
+        elif entry.device and not entry.in_use and (entry.age is None or entry.age >= grace):
+            entry.stale = "no VM holds its tap"
+    return sorted(entries.values(), key=lambda e: e.tap), problem
+
+
+def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
+    """Remove the stale entries (ports first, then taps); return what was (or would be) done."""
+    stale = [entry for entry in entries if entry.stale]
+    done = [
+        f"{'would remove' if dry_run else 'removed'} {what} {entry.tap} ({entry.stale})"
+        for entry in stale
+        for what in (["OVS port"] if entry.ovs_port else []) + (["tap"] if entry.device else [])
+    ]
+    if dry_run or not stale:
+        return done
+    for entry in stale:  # taps first: then their ports count as tapless below
+        current = tap.state(entry.tap) if entry.device else None
+        if current is not None and current.ours and not current.carrier:
+            tap.delete(entry.tap)
+    with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
+        rows = ovsports.find(db, [entry.tap for entry in stale if entry.ovs_port])
+        # Look again: a VM starting meanwhile may have made the tap anew.
+        gone = [row for row in rows.values() if row.ours and tap.state(row.name) is None]
+        ovsports.remove(db, gone)
+    return done
