@@ -141,6 +141,18 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from qhook.demo import run_demo
+    from qhook.sandbox import SandboxError
+
+    try:
+        return run_demo(args.domxml, args.keep, _show_interfaces)
+    except (SandboxError, OSError) as error:
+        return _fail(f"demo: {error}")
+    except KeyboardInterrupt:
+        return _fail("demo: interrupted; everything it started is stopped")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qhook", description=f"{PROGRAM}: oVirt vNICs on Quantum/Neutron networks."
@@ -179,6 +191,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print each vNIC before and after, instead of the whole domain",
     )
     run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start and stop a VM through the hooks on a private Open vSwitch (root)",
+        description="Run a VM's start and stop through the hooks as VDSM would, on a private "
+        "Open vSwitch in its own network namespace, and show what happens on the host.",
+    )
+    demo.add_argument("domxml", nargs="?", help="domain XML (default: the bundled example)")
+    demo.add_argument("--keep", action="store_true", help="leave the VM plugged to explore")
+    demo.set_defaults(handler=_demo)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),

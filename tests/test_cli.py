@@ -80,3 +80,17 @@ def test_version():
     from qhook import __version__
 
     assert _qhook("--version").stdout.strip() == f"qhook {__version__}"
+
+
+def test_demo_runs_start_to_finish_and_leaves_nothing(ovs):
+    """`qhook demo` (the README's first command) on its own private Open vSwitch."""
+    result = _qhook("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "--- rewritten by the hooks to:" in out and '<target dev="tap8e5f2a1c-4b"' in out
+    host_now, after_stop = out.split("==> the host now")[1:]
+    assert "tap8e5f2a1c-4b  8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b" in host_now
+    assert 'iface-id="f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"' in host_now
+    assert "nothing of ours is left" in after_stop and "tap" not in after_stop.split("STALE")[1]
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "qhook-demo-" not in netns
