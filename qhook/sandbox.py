@@ -6,6 +6,7 @@ run inside a new network namespace with every socket, pid and log file in one
 directory; `stop` ends them by PID and deletes the namespace with all its devices.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -162,3 +163,123 @@ class OvsSandbox:
                 process.kill()
                 process.wait(timeout=10)
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
+
+
+_LIBVIRTD_CONF = """\
+unix_sock_dir = "/run/libvirt"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+log_outputs = "2:file:/var/log/libvirt/libvirtd.log"
+"""
+# Root QEMU without confinement, cgroups or per-domain mount namespaces: none of them
+# is available in a container; stdio_handler=file spares running virtlogd.
+_QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+stdio_handler = "file"
+namespaces = [ ]
+cgroup_controllers = [ ]
+"""
+# Runs inside the sandbox's network namespace and a private mount namespace: libvirtd
+# sees its own /run, /etc/libvirt and /var/{lib,cache,log}/libvirt, and the sandbox's
+# Open vSwitch at the default path, where the ovs-vsctl that libvirt runs looks for it.
+_LIBVIRTD_START = """\
+set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/libvirt /run/openvswitch
+mount --bind "$2" /run/openvswitch
+mount --bind "$1/run" /run/libvirt
+mount --bind "$1/etc" /etc/libvirt
+mount --bind "$1/lib" /var/lib/libvirt
+mount --bind "$1/cache" /var/cache/libvirt
+mount --bind "$1/log" /var/log/libvirt
+exec libvirtd --config /etc/libvirt/libvirtd.conf
+"""
+_MOUNT_POINTS = ("/etc/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
+
+
+class LibvirtSandbox:
+    """libvirtd (QEMU driver) in an OvsSandbox's network namespace, files under `directory`."""
+
+    def __init__(self, directory: Path, ovs: OvsSandbox):
+        self.directory = Path(directory)
+        self.ovs = ovs
+        self.process: Optional[subprocess.Popen] = None
+
+    @property
+    def uri(self) -> str:
+        return f"qemu:///system?socket={self.directory / 'run' / 'libvirt-sock'}"
+
+    def virsh(self, *args: str, timeout: float = 120) -> str:
+        return _run(["virsh", "-q", "-c", self.uri, *args], timeout=timeout)
+
+    def start(self) -> "LibvirtSandbox":
+        try:
+            import pwd
+
+            pwd.getpwnam("libvirt-qemu")
+        except KeyError:
+            raise SandboxError(
+                "libvirt needs the user libvirt-qemu: useradd --system libvirt-qemu"
+            ) from None
+        for sub in ("etc", "run", "lib", "cache", "log"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        (self.directory / "etc" / "libvirtd.conf").write_text(_LIBVIRTD_CONF)
+        (self.directory / "etc" / "qemu.conf").write_text(_QEMU_CONF)
+        for path in _MOUNT_POINTS:
+            os.makedirs(path, exist_ok=True)  # empty mount points, as the package makes
+        out = open(self.directory / "libvirtd.out", "wb")  # noqa: SIM115 - kept by Popen
+        self.process = subprocess.Popen(
+            [
+                *self.ovs.netns_exec,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                _LIBVIRTD_START,
+                "libvirtd",
+                str(self.directory.resolve()),
+                str(self.ovs.directory.resolve()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        out.close()
+        socket = self.directory / "run" / "libvirt-sock"
+        deadline = time.monotonic() + 60
+        while not socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                output = (self.directory / "libvirtd.out").read_text()[-2000:]
+                self.stop()
+                raise SandboxError(f"libvirtd did not start: {output}")
+            time.sleep(0.05)
+        self.virsh("version", timeout=120)  # the first call probes QEMU for seconds
+        return self
+
+    def stop(self) -> None:
+        """Destroy every domain, then stop libvirtd by PID; safe to call twice."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(SandboxError, subprocess.TimeoutExpired):
+                for name in self.virsh("list", "--name").split():
+                    self.virsh("destroy", name)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        for pidfile in (self.directory / "run" / "qemu").glob("*.pid"):
+            text = pidfile.read_text().strip()
+            if text.isdigit():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(text), signal.SIGKILL)
+        self.process = None

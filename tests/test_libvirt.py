@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""End to end with a real libvirt and QEMU (emulated): the hooks plug, libvirt starts the
+VM, the guest firmware's DHCP requests reach the integration bridge from each vNIC's
+MAC, and after the stop nothing of ours is left. In both plug modes."""
+
+import re
+import subprocess
+import time
+
+import hoststate
+import pytest
+from domains import new_id, openstacknet_properties, seed_properties, set_vnic_properties
+from lxml import etree
+
+from qhook.sandbox import LibvirtSandbox
+from tools import require_tool
+
+DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
+  <name>qhook-e2e-{mode}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit="MiB">96</memory>
+  <vcpu>1</vcpu>
+  <metadata><ovirt-vm:vm/></metadata>
+  <os><type arch="x86_64" machine="pc">hvm</type><boot dev="network"/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type="bridge">
+      <mac address="02:00:00:00:e2:01"/><model type="virtio"/>
+      <source bridge="ovirtmgmt"/><filterref filter="vdsm-no-mac-spoofing"/>
+      <driver name="vhost" queues="2"/>
+    </interface>
+    <interface type="bridge">
+      <mac address="02:00:00:00:e2:02"/><model type="virtio"/>
+      <source bridge="ovirtmgmt"/><mtu size="1400"/>
+    </interface>
+    <interface type="bridge">
+      <mac address="02:00:00:00:e2:03"/><model type="e1000"/>
+      <source bridge="ovirtmgmt"/>
+    </interface>
+  </devices>
+</domain>"""
+DHCP_FLOW = "priority=100,udp,dl_src={mac},tp_src=68,tp_dst=67,actions=drop"
+
+
+@pytest.fixture(scope="module")
+def libvirt(ovs, tmp_path_factory):
+    for tool in ("libvirtd", "virsh", "qemu-system-x86_64", "unshare", "ovs-ofctl"):
+        require_tool(tool)
+    sandbox = LibvirtSandbox(tmp_path_factory.mktemp("libvirt"), ovs).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def _ofctl(ovs, *args):
+    mgmt = f"unix:{ovs.directory}/br-int.mgmt"
+    return subprocess.run(
+        ["ovs-ofctl", *args[:1], mgmt, *args[1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+
+
+def _dhcp_counts(ovs, macs):
+    flows = _ofctl(ovs, "dump-flows")
+    counts = {}
+    for mac in macs:
+        line = next(f for f in flows.splitlines() if f"dl_src={mac}" in f)
+        counts[mac] = int(re.search(r"n_packets=(\d+)", line).group(1))
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["hook", "libvirt"])
+def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
+    mode, libvirt, ovs, vdsm, configure, tmp_path
+):
+    configure(plug=mode)
+    domain = etree.fromstring(DOMAIN.format(mode=mode, uuid=new_id()).encode())
+    ovs_vnic = seed_properties("openvswitch")
+    ovn_vnic = openstacknet_properties("OVIRT_PROVIDER_OVN", provider="EXTERNAL_NETWORK")
+    lb_vnic = seed_properties("linuxbridge")
+    for mac, properties in (
+        ("02:00:00:00:e2:01", ovs_vnic),
+        ("02:00:00:00:e2:02", ovn_vnic),
+        ("02:00:00:00:e2:03", lb_vnic),
+    ):
+        set_vnic_properties(domain, mac, properties)
+    taps = [
+        "tap" + ovs_vnic["q_port_id"][:11],
+        "tap" + ovn_vnic["vnic_id"][:11],
+        "tap" + lb_vnic["q_port_id"][:11],
+    ]
+    # The firmware boots from the first vNIC: its DHCP requests are the frames to see.
+    on_bridge = ["02:00:00:00:e2:01"]
+    for mac in on_bridge:
+        _ofctl(ovs, "add-flow", DHCP_FLOW.format(mac=mac))
+
+    started = vdsm.start_vm(etree.tostring(domain))
+    xml = tmp_path / "domain.xml"
+    xml.write_bytes(started.domain_xml)
+    name = domain.findtext("name")
+    libvirt.virsh("define", str(xml))
+    try:
+        libvirt.virsh("start", name)
+        links = hoststate.links(ovs)
+        assert hoststate.tun_info(links[taps[0]])["multi_queue"] is True
+        assert links[taps[1]]["mtu"] == 1400
+        assert "LOWER_UP" in links[taps[2]]["flags"]  # QEMU holds the Linux bridge tap
+        assert set(taps[:2]) <= hoststate.bridge_ports(ovs)
+
+        deadline = time.monotonic() + 60
+        while min(_dhcp_counts(ovs, on_bridge).values()) == 0:
+            assert time.monotonic() < deadline, _dhcp_counts(ovs, on_bridge)
+            time.sleep(0.5)
+        assert all(hoststate.wait_for_ofports(ovs, taps[:2]).values())
+        if mode == "libvirt":  # libvirt plugged these itself, with its own external_ids
+            rows = hoststate.ovs_interfaces(ovs)
+            assert rows[taps[0]]["external_ids"]["iface-id"] == ovs_vnic["q_port_id"]
+            assert "vdsm-hook-quantum" not in rows[taps[0]]["external_ids"]
+    finally:
+        libvirt.virsh("destroy", name)
+        for mac in on_bridge:
+            _ofctl(ovs, "del-flows", f"udp,dl_src={mac}")
+    destroyed = vdsm.destroy_vm(started.domain_xml)
+    libvirt.virsh("undefine", name)
+    assert not destroyed.failed, destroyed.stderr
+    assert not set(taps) & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
+
+
+def test_libvirt_refuses_filterref_on_an_openvswitch_port(libvirt, vdsm, configure, tmp_path):
+    """Why the rewrite drops oVirt's filterref: libvirt would not start the VM with it."""
+    configure(plug="libvirt")
+    domain = etree.fromstring(DOMAIN.format(mode="filterref", uuid=new_id()).encode())
+    set_vnic_properties(domain, "02:00:00:00:e2:01", seed_properties("openvswitch"))
+    started = vdsm.start_vm(etree.tostring(domain))
+    kept = etree.fromstring(started.domain_xml)
+    for interface in kept.iter("interface"):
+        if interface.find("virtualport") is not None:
+            etree.SubElement(interface, "filterref", filter="clean-traffic")
+    for interface in list(kept.iter("interface"))[:-1]:
+        interface.getparent().remove(interface)  # only the Open vSwitch vNIC
+    xml = tmp_path / "with-filterref.xml"
+    xml.write_bytes(etree.tostring(kept))
+    result = subprocess.run(
+        ["virsh", "-c", libvirt.uri, "create", str(xml)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        "filterref is not supported for network interfaces with virtualport type "
+        "openvswitch" in result.stderr
+    )
+    assert not vdsm.destroy_vm(started.domain_xml).failed
