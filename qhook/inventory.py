@@ -90,7 +90,7 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
     for entry in stale:  # taps first: then their ports count as tapless below
         current = tap.state(entry.tap) if entry.device else None
         if current is not None and current.ours and not current.carrier:
-            tap.delete(entry.tap)
+            tap.delete(entry.tap, config.ovs.timeout)
     with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
         rows = ovsports.find(db, [entry.tap for entry in stale if entry.ovs_port])
         # Look again: a VM starting meanwhile may have made the tap anew.

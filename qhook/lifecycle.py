@@ -154,7 +154,6 @@ def before_vm_migrate_destination(context: HookContext) -> None:
     vnics = domain_vnics(document.root, context)
     if vnics:
         check_tap_names(document.root, vnics)
-        _rewrite(vnics, context)
         _plug_and_write(document, vnics, vm_id_of(context, document.root), context, False)
 
 

@@ -83,7 +83,7 @@ class Plugged:
                 ovsports.remove(db, [row for row in rows.values() if row.ours])
         for name in self.created_taps:
             with contextlib.suppress(QhookError):
-                tap.delete(name)
+                tap.delete(name, self.config.ovs.timeout)
 
 
 def _ovsdb(config: Config) -> Ovsdb:
@@ -148,7 +148,8 @@ def _make_taps(
     for item in items:
         current = leftovers[item.tap_name]
         if current is not None and current.multiqueue != item.multiqueue:
-            tap.delete(item.tap_name)  # ours, but QEMU could not attach to it: remake
+            # Ours, but QEMU could not attach its queues to it: make it anew.
+            tap.delete(item.tap_name, done.config.ovs.timeout)
             current = None
         if current is None:
             tap.create(item.tap_name, item.vnic.host_id, item.vm_id, item.multiqueue, item.mtu)
@@ -168,7 +169,7 @@ def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
         if stale_ports:
             ovsports.remove(db, stale_ports)
     for name in stale_taps:
-        tap.delete(name)
+        tap.delete(name, config.ovs.timeout)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def unplug(items: Sequence[Unplug], vm_id: str, config: Config) -> List[str]:
         if current is None or not current.ours or current.mark.get("vm") != vm_id:
             continue
         try:
-            tap.delete(name)
+            tap.delete(name, config.ovs.timeout)
         except QhookError as error:
             problems.append(str(error))
     return problems
