@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from qhook import domxml, ovsports, tap
 from qhook.config import Config, PlugMode
-from qhook.errors import QhookError
+from qhook.errors import QhookError, shown
 from qhook.ovsdb import Ovsdb
 from qhook.vnic import Plugin, QuantumVnic
 
@@ -96,7 +96,7 @@ def _check_tap(item: Attachment) -> Optional[tap.TapState]:
     if current is None:
         return None
     if not current.belongs_to(item.vnic.host_id):
-        owner = f"vNIC {current.mark['vnic']}" if current.ours else "something else"
+        owner = f"vNIC {shown(current.mark['vnic'])}" if current.ours else "something else"
         raise QhookError(f"device {item.tap_name} already exists and belongs to {owner}")
     return current
 
@@ -104,7 +104,8 @@ def _check_tap(item: Attachment) -> Optional[tap.TapState]:
 def _check_port(item: Attachment, rows: Dict[str, ovsports.PortRow]) -> Optional[ovsports.PortRow]:
     row = rows.get(item.tap_name)
     if row is not None and not row.same_vnic(item.vnic.host_id, item.vnic.mac):
-        owner = row.external_ids.get("iface-id") or "something else"
+        iface_id = row.external_ids.get("iface-id")
+        owner = shown(iface_id) if iface_id else "something else"
         raise QhookError(f"Open vSwitch port {item.tap_name} already exists and belongs to {owner}")
     return row
 
