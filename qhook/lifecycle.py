@@ -39,13 +39,25 @@ def classify(
         raise PropertyError(f"{_label(interface)}: {error}") from None
 
 
-def domain_vnics(domain: domxml.Element, context: HookContext) -> List[VnicInterface]:
-    """Every Quantum vNIC of a domain, its properties taken from the oVirt metadata."""
+def domain_vnics(
+    domain: domxml.Element, context: HookContext, tolerant: bool = False
+) -> List[VnicInterface]:
+    """Every Quantum vNIC of a domain, its properties taken from the oVirt metadata.
+
+    tolerant: a vNIC whose properties do not parse is a warning and is skipped, for
+    the hooks that clean up and must not give up on the others.
+    """
     properties = domxml.device_properties(domain)
     found = []
     for interface in domxml.interfaces(domain):
-        mac = domxml.interface_mac(interface)
-        vnic = classify(interface, properties.get((mac or "").lower(), {}), context)
+        mac = (domxml.interface_mac(interface) or "").lower()
+        try:
+            vnic = classify(interface, properties.get(mac, {}), context)
+        except QhookError as error:
+            if not tolerant:
+                raise
+            context.warn(str(error))
+            continue
         if vnic is not None:
             found.append((interface, vnic))
     return found
@@ -157,22 +169,6 @@ def before_vm_migrate_destination(context: HookContext) -> None:
         _plug_and_write(document, vnics, vm_id_of(context, document.root), context, False)
 
 
-def _tolerant_vnics(domain: domxml.Element, context: HookContext) -> List[VnicInterface]:
-    """The Quantum vNICs whose properties parse; a bad one is a warning, not a failure."""
-    properties = domxml.device_properties(domain)
-    found = []
-    for interface in domxml.interfaces(domain):
-        mac = (domxml.interface_mac(interface) or "").lower()
-        try:
-            vnic = classify(interface, properties.get(mac, {}), context)
-        except QhookError as error:
-            context.warn(str(error))
-            continue
-        if vnic is not None:
-            found.append((interface, vnic))
-    return found
-
-
 def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
     """Tap names of interfaces in the shape our rewrite gives, metadata or not."""
     names = []
@@ -201,7 +197,7 @@ def after_vm_destroy(context: HookContext) -> None:
     domain = domxml.parse(data, "domain XML").root
     _unplug(
         domxml.interfaces(domain),
-        _tolerant_vnics(domain, context),
+        domain_vnics(domain, context, tolerant=True),
         vm_id_of(context, domain),
         context,
     )
@@ -231,7 +227,7 @@ def after_vm_migrate_destination(context: HookContext) -> None:
         return
     domain = domxml.parse(data, "domain XML").root
     vm_id = vm_id_of(context, domain)
-    vnics = _tolerant_vnics(domain, context)
+    vnics = domain_vnics(domain, context, tolerant=True)
     items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     repaired, unrepairable = plumbing.repair(items, context.config)
     for name in repaired:
