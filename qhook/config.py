@@ -40,10 +40,18 @@ class OvsConfig:
 
 
 @dataclass(frozen=True)
+class HostConfig:
+    """The [host] section: how the unprivileged hooks get root work done."""
+
+    helper: str = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the hooks read from the configuration file."""
 
     ovs: OvsConfig = field(default_factory=OvsConfig)
+    host: HostConfig = field(default_factory=HostConfig)
     source: str = "defaults"
 
 
@@ -82,7 +90,16 @@ _OVS_KEYS: Dict[str, Callable[[str], object]] = {
     "plug": _plug,
     "timeout": _timeout,
 }
-_SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {"ovs": _OVS_KEYS}
+
+
+def _absolute_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9_./+-]*", value) or "/../" in value + "/":
+        raise ValueError("expected an absolute path of letters, digits and _./+-")
+    return value
+
+
+_HOST_KEYS: Dict[str, Callable[[str], object]] = {"helper": _absolute_path}
+_SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {"ovs": _OVS_KEYS, "host": _HOST_KEYS}
 
 
 def config_path(env: Mapping[str, str]) -> str:
@@ -132,4 +149,9 @@ def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
                 raise ConfigError(
                     f"{path}: [{section}] {key} = {shown(raw)} is invalid: {error}"
                 ) from None
-    return Config(ovs=OvsConfig(**values["ovs"]), source=path), warnings  # type: ignore[arg-type]
+    config = Config(
+        ovs=OvsConfig(**values["ovs"]),  # type: ignore[arg-type]
+        host=HostConfig(**values["host"]),  # type: ignore[arg-type]
+        source=path,
+    )
+    return config, warnings

@@ -3,7 +3,7 @@
 
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from qhook import domxml, plumbing
+from qhook import domxml, host, plumbing
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
@@ -113,13 +113,13 @@ def _plug_and_write(
 ) -> None:
     """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
     items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
-    plugged = plumbing.plug(items, context.config) if items else None
+    plugged = host.plug(items, context.config) if items else None
     try:
         if write:
             context.write_data(domxml.serialize(document))
     except BaseException:
         if plugged is not None:
-            plugged.undo()
+            host.undo(plugged, context.config)
         raise
 
 
@@ -182,9 +182,8 @@ def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
 def _unplug(
     interfaces: List[domxml.Element], vnics: List[VnicInterface], vm_id: str, context: HookContext
 ) -> None:
-    items = [plumbing.Unplug(vnic.tap_name, vnic.host_id) for _, vnic in vnics]
-    items += [plumbing.Unplug(name) for name in _rewritten_taps(interfaces)]
-    problems = plumbing.unplug(items, vm_id, context.config)
+    names = [vnic.tap_name for _, vnic in vnics] + _rewritten_taps(interfaces)
+    problems = host.unplug(names, vm_id, context.config)
     if problems:
         raise QhookError("; ".join(problems))
 
@@ -229,7 +228,7 @@ def after_vm_migrate_destination(context: HookContext) -> None:
     vm_id = vm_id_of(context, domain)
     vnics = domain_vnics(domain, context, tolerant=True)
     items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
-    repaired, unrepairable = plumbing.repair(items, context.config)
+    repaired, unrepairable = host.repair(items, context.config)
     for name in repaired:
         context.warn(f"{name} was not plugged after the migration; plugged it again")
     if unrepairable:

@@ -5,7 +5,6 @@ Everything is inspected before anything changes, so a refusal leaves the host as
 was; a failure half-way undoes what this run made.
 """
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -13,33 +12,35 @@ from qhook import domxml, ovsports, tap
 from qhook.config import Config, PlugMode
 from qhook.errors import QhookError, shown
 from qhook.ovsdb import Ovsdb
-from qhook.vnic import Plugin, QuantumVnic
+from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
 
 OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
 
 
 @dataclass(frozen=True)
 class Attachment:
-    """One Quantum vNIC of a VM, with what its tap needs."""
+    """What plugging one Quantum vNIC of a VM needs, and all that crosses to root."""
 
-    vnic: QuantumVnic
+    host_id: str
+    mac: str
+    plugin: Plugin
     vm_id: str
     multiqueue: bool
     mtu: Optional[int]
 
     @property
     def tap_name(self) -> str:
-        return self.vnic.tap_name
+        return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
 
     @property
     def on_ovs(self) -> bool:
-        return self.vnic.plugin in OVS_PLUGINS
+        return self.plugin in OVS_PLUGINS
 
     def external_ids(self) -> Dict[str, str]:
         """What the agents read from the OVS Interface, plus our mark."""
         return {
-            "iface-id": self.vnic.host_id,
-            "attached-mac": self.vnic.mac,
+            "iface-id": self.host_id,
+            "attached-mac": self.mac,
             "iface-status": "active",
             "vm-uuid": self.vm_id,
             ovsports.OWNER_KEY: ovsports.OWNER_VALUE,
@@ -60,7 +61,9 @@ def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Atta
     mtu = interface.find("mtu")
     queues = _positive_int(None if driver is None else driver.get("queues"), "queues", 256)
     return Attachment(
-        vnic=vnic,
+        host_id=vnic.host_id,
+        mac=vnic.mac,
+        plugin=vnic.plugin,
         vm_id=vm_id,
         multiqueue=(queues or 1) > 1,
         mtu=_positive_int(None if mtu is None else mtu.get("size"), "MTU", 65535),
@@ -69,21 +72,16 @@ def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Atta
 
 @dataclass
 class Plugged:
-    """What one plug run changed, so that it can be undone."""
+    """What one plug run made, so that it can be undone: ports added, taps created."""
 
-    config: Config
+    vm_id: str
     created_taps: List[str] = field(default_factory=list)
     added_ports: List[str] = field(default_factory=list)
 
-    def undo(self) -> None:
-        """Remove what this run made; best effort, never raises."""
-        if self.added_ports:
-            with contextlib.suppress(QhookError), _ovsdb(self.config) as db:
-                rows = ovsports.find(db, self.added_ports)
-                ovsports.remove(db, [row for row in rows.values() if row.ours])
-        for name in self.created_taps:
-            with contextlib.suppress(QhookError):
-                tap.delete(name, self.config.ovs.timeout)
+
+def undo(plugged: Plugged, config: Config) -> List[str]:
+    """Remove what a plug run made (taps it took over stay); return what could not be done."""
+    return remove_ours(plugged.added_ports, plugged.created_taps, plugged.vm_id, config)
 
 
 def _ovsdb(config: Config) -> Ovsdb:
@@ -95,7 +93,7 @@ def _check_tap(item: Attachment) -> Optional[tap.TapState]:
     current = tap.state(item.tap_name)
     if current is None:
         return None
-    if not current.belongs_to(item.vnic.host_id):
+    if not current.belongs_to(item.host_id):
         owner = f"vNIC {shown(current.mark['vnic'])}" if current.ours else "something else"
         raise QhookError(f"device {item.tap_name} already exists and belongs to {owner}")
     return current
@@ -103,7 +101,7 @@ def _check_tap(item: Attachment) -> Optional[tap.TapState]:
 
 def _check_port(item: Attachment, rows: Dict[str, ovsports.PortRow]) -> Optional[ovsports.PortRow]:
     row = rows.get(item.tap_name)
-    if row is not None and not row.same_vnic(item.vnic.host_id, item.vnic.mac):
+    if row is not None and not row.same_vnic(item.host_id, item.mac):
         iface_id = row.external_ids.get("iface-id")
         owner = shown(iface_id) if iface_id else "something else"
         raise QhookError(f"Open vSwitch port {item.tap_name} already exists and belongs to {owner}")
@@ -112,7 +110,7 @@ def _check_port(item: Attachment, rows: Dict[str, ovsports.PortRow]) -> Optional
 
 def plug(items: Sequence[Attachment], config: Config) -> Plugged:
     """Plug the VM's Quantum vNICs; raise after undoing if anything fails."""
-    done = Plugged(config)
+    done = Plugged(items[0].vm_id if items else "")
     if config.ovs.plug is PlugMode.LIBVIRT:
         hook_made = [item for item in items if not item.on_ovs]
         _clear_for_libvirt([item for item in items if item.on_ovs], config)
@@ -127,7 +125,7 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                     db, [item.tap_name for item in on_ovs], config.ovs.integration_bridge
                 )
                 replacing = [r for r in (_check_port(i, rows) for i in on_ovs) if r is not None]
-                _make_taps(hook_made, leftovers, done)
+                _make_taps(hook_made, leftovers, done, config.ovs.timeout)
                 ovsports.add(
                     db,
                     config.ovs.integration_bridge,
@@ -136,27 +134,30 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                 )
                 done.added_ports = [item.tap_name for item in on_ovs]
         else:
-            _make_taps(hook_made, leftovers, done)
+            _make_taps(hook_made, leftovers, done, config.ovs.timeout)
     except BaseException:
-        done.undo()
+        undo(done, config)
         raise
     return done
 
 
 def _make_taps(
-    items: Sequence[Attachment], leftovers: Dict[str, Optional[tap.TapState]], done: Plugged
+    items: Sequence[Attachment],
+    leftovers: Dict[str, Optional[tap.TapState]],
+    done: Plugged,
+    timeout: float,
 ) -> None:
     for item in items:
         current = leftovers[item.tap_name]
         if current is not None and current.multiqueue != item.multiqueue:
             # Ours, but QEMU could not attach its queues to it: make it anew.
-            tap.delete(item.tap_name, done.config.ovs.timeout)
+            tap.delete(item.tap_name, timeout)
             current = None
         if current is None:
-            tap.create(item.tap_name, item.vnic.host_id, item.vm_id, item.multiqueue, item.mtu)
+            tap.create(item.tap_name, item.host_id, item.vm_id, item.multiqueue, item.mtu)
             done.created_taps.append(item.tap_name)
         else:
-            tap.configure(item.tap_name, item.vnic.host_id, item.vm_id, item.mtu)
+            tap.configure(item.tap_name, item.host_id, item.vm_id, item.mtu)
 
 
 def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
@@ -173,32 +174,24 @@ def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
         tap.delete(name, config.ovs.timeout)
 
 
-@dataclass(frozen=True)
-class Unplug:
-    """A tap name to unplug for a VM, and the vNIC id when the metadata still has it."""
-
-    tap_name: str
-    host_id: Optional[str] = None
-
-
-def unplug(items: Sequence[Unplug], vm_id: str, config: Config) -> List[str]:
-    """Remove our ports and taps of this VM; return what could not be done."""
+def remove_ours(
+    port_names: Sequence[str], tap_names: Sequence[str], vm_id: str, config: Config
+) -> List[str]:
+    """Remove the ports and taps of these names that are ours and this VM's, nothing else."""
     problems: List[str] = []
-    names = sorted({item.tap_name for item in items})
-    if not names:
-        return problems
-    try:
-        with _ovsdb(config) as db:
-            rows = ovsports.find(db, names)
-            mine = [
-                row
-                for row in rows.values()
-                if row.ours and row.external_ids.get("vm-uuid") == vm_id
-            ]
-            ovsports.remove(db, mine)
-    except QhookError as error:
-        problems.append(str(error))
-    for name in names:
+    if port_names:
+        try:
+            with _ovsdb(config) as db:
+                rows = ovsports.find(db, port_names)
+                mine = [
+                    row
+                    for row in rows.values()
+                    if row.ours and row.external_ids.get("vm-uuid") == vm_id
+                ]
+                ovsports.remove(db, mine)
+        except QhookError as error:
+            problems.append(str(error))
+    for name in tap_names:
         current = tap.state(name)
         if current is None or not current.ours or current.mark.get("vm") != vm_id:
             continue
@@ -219,9 +212,9 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
     for item in hook_made:
         current = tap.state(item.tap_name)
         if current is None:
-            problems.append(f"tap {item.tap_name} of vNIC {item.vnic.mac} is missing")
-        elif not current.belongs_to(item.vnic.host_id):
-            problems.append(f"device {item.tap_name} of vNIC {item.vnic.mac} is not ours")
+            problems.append(f"tap {item.tap_name} of vNIC {item.mac} is missing")
+        elif not current.belongs_to(item.host_id):
+            problems.append(f"device {item.tap_name} of vNIC {item.mac} is not ours")
     on_ovs = [item for item in items if item.on_ovs]
     if not on_ovs:
         return [], problems
@@ -233,7 +226,7 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
                 row = rows.get(item.tap_name)
                 if row is None:
                     missing.append(item)
-                elif not row.same_vnic(item.vnic.host_id, item.vnic.mac):
+                elif not row.same_vnic(item.host_id, item.mac):
                     problems.append(f"Open vSwitch port {item.tap_name} belongs to something else")
             if config.ovs.plug is PlugMode.LIBVIRT:
                 problems += [

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What the hooks do on the host, done as root: directly when the hook already is root,
+else through the privileged helper with `sudo -n` (VDSM runs hooks as `vdsm`)."""
+
+import contextlib
+import json
+import os
+import subprocess
+from typing import Any, Dict, List, Sequence, Tuple
+
+from qhook import wire
+from qhook.config import Config
+from qhook.errors import QhookError, one_line
+from qhook.plumbing import Attachment, Plugged
+
+SUDOERS_FILE = "/etc/sudoers.d/50_vdsm_hook_quantum"
+
+
+def _call(request: wire.Request, config: Config) -> Dict[str, Any]:
+    if os.geteuid() == 0:
+        from qhook.privileged import execute
+
+        return execute(request, config)
+    return _through_sudo(request, config)
+
+
+def _through_sudo(request: wire.Request, config: Config) -> Dict[str, Any]:
+    helper = config.host.helper
+    command = ["sudo", "-n", "--", helper]
+    if config.source != "defaults":
+        command += ["--config", config.source]
+    budget = 2 * config.ovs.timeout + 10  # two bounded OVS sessions and a process start
+    try:
+        done = subprocess.run(
+            command,
+            input=wire.encode(request),
+            capture_output=True,
+            timeout=budget,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise QhookError(
+            "sudo is not installed: the hooks need it to run their helper as root"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise QhookError(f"the privileged helper gave no answer within {budget:g} s") from None
+    try:
+        answer = json.loads(done.stdout.decode("utf-8"))
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("ok") is True:
+        return answer
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        raise QhookError(answer["error"])
+    said = one_line(done.stderr.decode("utf-8", "replace")) or f"exit {done.returncode}"
+    raise QhookError(
+        f"sudo -n did not run {helper} as root ({said}); the package's sudoers rule "
+        f"{SUDOERS_FILE} must allow vdsm to run it without a password or a terminal"
+    )
+
+
+def _names(answer: Dict[str, Any], key: str) -> List[str]:
+    value = answer.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise QhookError(f"the privileged helper answered a malformed {key}")
+    return value
+
+
+def plug(items: Sequence[Attachment], config: Config) -> Plugged:
+    answer = _call(wire.Request(wire.PLUG, items[0].vm_id, attachments=list(items)), config)
+    return Plugged(items[0].vm_id, _names(answer, "created_taps"), _names(answer, "added_ports"))
+
+
+def undo(plugged: Plugged, config: Config) -> None:
+    """Remove what a plug made; best effort, for a failure after it."""
+    request = wire.Request(
+        wire.REMOVE, plugged.vm_id, ports=plugged.added_ports, taps=plugged.created_taps
+    )
+    with contextlib.suppress(QhookError):
+        _call(request, config)
+
+
+def unplug(tap_names: Sequence[str], vm_id: str, config: Config) -> List[str]:
+    """Remove our ports and taps of these names that belong to this VM."""
+    names = sorted(set(tap_names))
+    if not names:
+        return []
+    answer = _call(wire.Request(wire.REMOVE, vm_id, ports=names, taps=names), config)
+    return _names(answer, "problems")
+
+
+def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List[str]]:
+    if not items:
+        return [], []
+    answer = _call(wire.Request(wire.REPAIR, items[0].vm_id, attachments=list(items)), config)
+    return _names(answer, "repaired"), _names(answer, "problems")

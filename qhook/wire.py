@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Requests to the privileged helper: JSON in, JSON out, checked field by field on arrival.
+
+The helper trusts nothing its caller says: every id must be a UUID, every MAC a MAC,
+every tap name of this package's pattern, every number in range, and no field may be
+missing, extra or of another type.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from qhook.errors import QhookError, shown
+from qhook.plumbing import Attachment
+from qhook.vnic import Plugin, normalise_mac, normalise_uuid
+
+MAX_REQUEST_BYTES = 256 * 1024
+MAX_ITEMS = 64
+TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
+
+PLUG = "plug"
+REPAIR = "repair"
+REMOVE = "remove"
+_FIELDS = {
+    PLUG: {"verb", "vm", "attachments"},
+    REPAIR: {"verb", "vm", "attachments"},
+    REMOVE: {"verb", "vm", "ports", "taps"},
+}
+_ATTACHMENT_FIELDS = {"host_id", "mac", "plugin", "multiqueue", "mtu"}
+
+
+class RequestError(QhookError):
+    """A request the helper refuses."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One thing to do as root, for one VM."""
+
+    verb: str
+    vm_id: str
+    attachments: List[Attachment] = field(default_factory=list)
+    ports: List[str] = field(default_factory=list)
+    taps: List[str] = field(default_factory=list)
+
+
+def encode(request: Request) -> bytes:
+    body: Dict[str, Any] = {"verb": request.verb, "vm": request.vm_id}
+    if request.verb == REMOVE:
+        body.update(ports=list(request.ports), taps=list(request.taps))
+    else:
+        body["attachments"] = [
+            {
+                "host_id": a.host_id,
+                "mac": a.mac,
+                "plugin": a.plugin.value,
+                "multiqueue": a.multiqueue,
+                "mtu": a.mtu,
+            }
+            for a in request.attachments
+        ]
+    return json.dumps(body).encode()
+
+
+def _object(value: Any, fields: set, what: str) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(f"{what} is not an object")
+    if set(value) != fields:
+        raise RequestError(f"{what} must have exactly the fields {', '.join(sorted(fields))}")
+    return value
+
+
+def _list(value: Any, what: str) -> List[Any]:
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        raise RequestError(f"{what} is not a list of at most {MAX_ITEMS} items")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{what} is not a string")
+    return value
+
+
+def _tap_name(value: Any) -> str:
+    name = _text(value, "a tap name")
+    if not TAP_NAME.fullmatch(name):
+        raise RequestError(f"{shown(name)} is not a tap name of this package")
+    return name
+
+
+def _mtu(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if type(value) is not int or not 68 <= value <= 65535:
+        raise RequestError(f"MTU {shown(str(value))} is not a number from 68 to 65535")
+    return value
+
+
+def _attachment(value: Any, vm_id: str) -> Attachment:
+    body = _object(value, _ATTACHMENT_FIELDS, "an attachment")
+    try:
+        plugin = Plugin(_text(body["plugin"], "plugin"))
+    except ValueError:
+        raise RequestError(f"unknown plugin {shown(body['plugin'])}") from None
+    if type(body["multiqueue"]) is not bool:
+        raise RequestError("multiqueue is not true or false")
+    return Attachment(
+        host_id=normalise_uuid(_text(body["host_id"], "host_id"), "host_id"),
+        mac=normalise_mac(_text(body["mac"], "mac")),
+        plugin=plugin,
+        vm_id=vm_id,
+        multiqueue=body["multiqueue"],
+        mtu=_mtu(body["mtu"]),
+    )
+
+
+def decode(data: bytes) -> Request:
+    """A request, checked in full; RequestError (one line) for anything else."""
+    if len(data) > MAX_REQUEST_BYTES:
+        raise RequestError(f"the request is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RequestError("the request is not JSON") from None
+    if not isinstance(body, dict) or body.get("verb") not in _FIELDS:
+        raise RequestError(f"unknown verb: expected one of {', '.join(sorted(_FIELDS))}")
+    verb = body["verb"]
+    _object(body, _FIELDS[verb], f"a {verb} request")
+    vm_id = normalise_uuid(_text(body["vm"], "vm"), "vm")
+    if verb == REMOVE:
+        return Request(
+            verb,
+            vm_id,
+            ports=[_tap_name(v) for v in _list(body["ports"], "ports")],
+            taps=[_tap_name(v) for v in _list(body["taps"], "taps")],
+        )
+    attachments = [_attachment(v, vm_id) for v in _list(body["attachments"], "attachments")]
+    if len({a.tap_name for a in attachments}) != len(attachments):
+        raise RequestError("two attachments share a tap name")
+    return Request(verb, vm_id, attachments=attachments)
