@@ -265,3 +265,14 @@ def test_extracted_hook_rewrites_example_vm(
 
     version = run([sys.executable, extracted / "usr/bin/qhook", "--version"], env=env, cwd=tmp_path)
     assert __version__ in version.stdout
+
+
+def test_rpm_installs_the_helper_and_its_sudoers_rule(rpm_file, file_modes, extracted):
+    assert file_modes.get("/usr/libexec/vdsm-hook-quantum/qhook-privileged") == "-rwxr-xr-x"
+    assert file_modes.get("/etc/sudoers.d/50_vdsm_hook_quantum") == "-r--r-----"
+    assert "/etc/sudoers.d/50_vdsm_hook_quantum" in query(rpm_file, "-c").split()
+    helper = (extracted / "usr/libexec/vdsm-hook-quantum/qhook-privileged").read_text()
+    assert helper.startswith("#!/usr/bin/python3 -I\n")  # no PYTHONPATH, no user site
+    assert "sudo" in query(rpm_file, "--requires").split()
+    visudo = run([require_tool("visudo"), "-cf", extracted / "etc/sudoers.d/50_vdsm_hook_quantum"])
+    assert "parsed OK" in visudo.stdout
