@@ -13,6 +13,7 @@ runs on the whole domain.
 
 import copy
 import os
+import pwd
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -80,11 +81,14 @@ class VdsmEmulator:
         env: Optional[Mapping[str, str]] = None,
         script_timeout: float = 300.0,
         wrapper: Sequence[str] = (),
+        run_as: Optional[str] = None,
     ):
         self.hooks_dir = Path(hooks_dir)
         self.env = dict(os.environ if env is None else env)
         # A command prefix for every script, e.g. `ip netns exec NS` to act as another host.
         self.wrapper = list(wrapper)
+        # The user the scripts run as (VDSM's is `vdsm`); None: this process's user.
+        self.run_as = run_as
         # VDSM puts no timeout on hooks; this bound only keeps a stuck test finite.
         self.script_timeout = script_timeout
 
@@ -117,6 +121,9 @@ class VdsmEmulator:
         try:
             with os.fdopen(fd, "wb") as stream:
                 stream.write(data)
+            if self.run_as:
+                user = pwd.getpwnam(self.run_as)
+                os.chown(path, user.pw_uid, user.pw_gid)
             env["_hook_domxml"] = path
             for script in self.scripts(point):
                 run = self._run_script(script, env)
@@ -131,10 +138,13 @@ class VdsmEmulator:
             raise HookFailed(result)
         return result
 
+    def _as_user(self) -> List[str]:
+        return ["runuser", "-u", self.run_as, "--"] if self.run_as else []
+
     def _run_script(self, script: Path, env: Mapping[str, str]) -> ScriptRun:
         try:
             done = subprocess.run(
-                [*self.wrapper, str(script)],
+                [*self.wrapper, *self._as_user(), str(script)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

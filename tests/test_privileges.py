@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Least privilege: the hooks run as `vdsm`, root work goes through the one helper that
+the package's sudoers rule allows, and that helper refuses whatever is not ours.
+
+The package is "installed" into a temporary tree the way the RPM lays it out (system
+python3, hooks, helper), the sudoers rule is rendered from packaging/sudoers with that
+tree's helper path, and everything runs inside the Open vSwitch sandbox's netns."""
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import hoststate
+import pytest
+from domains import quantum_vm, seed_properties, to_bytes
+
+from qhook import hookscripts
+from qhook.lifecycle import HOOK_POINTS
+from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from tools import ERROR_PREFIX, REPO, error_lines, hook_env, require_tool
+
+PACKAGED_HELPER = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _helper_script(site: Path) -> str:
+    return (
+        f"#!{SYSTEM_PYTHON} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
+        "from qhook.privileged import main\nsys.exit(main())\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(ovs):
+    for tool in ("sudo", "visudo", "runuser"):
+        require_tool(tool)
+    try:
+        vdsm_user = pwd.getpwnam("vdsm")
+    except KeyError:
+        pytest.fail("the user vdsm must exist (tools/bootstrap adds it)")
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import lxml"], capture_output=True, check=False)
+    assert probe.returncode == 0, "the system python3 needs lxml (python3-lxml)"
+    root = Path(tempfile.mkdtemp(prefix="qhook-host-"))
+    os.chmod(root, 0o755)
+    site = root / "site"
+    shutil.copytree(REPO / "qhook", site / "qhook", ignore=shutil.ignore_patterns("__pycache__"))
+    hookscripts.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
+    helper = root / "libexec" / "qhook-privileged"
+    helper.parent.mkdir()
+    helper.write_text(_helper_script(site))
+    helper.chmod(0o755)
+    unlisted = root / "libexec" / "not-in-sudoers"
+    unlisted.write_text(_helper_script(site))
+    unlisted.chmod(0o755)
+    (root / "etc").mkdir()
+    config = root / "etc" / "quantum.conf"
+    config.write_text(
+        f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\n[host]\nhelper = {helper}\n"
+    )
+    config.chmod(0o644)
+    data = root / "data"
+    data.mkdir()
+    os.chown(data, vdsm_user.pw_uid, vdsm_user.pw_gid)
+    rule = (REPO / "packaging" / "sudoers").read_text().replace(PACKAGED_HELPER, str(helper))
+    staged = root / "sudoers"
+    staged.write_text(rule)
+    checked = subprocess.run(["visudo", "-cf", str(staged)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    sudoers = Path(f"/etc/sudoers.d/qhook-test-{os.getpid()}-{secrets.token_hex(3)}")
+    shutil.copy(staged, sudoers)
+    sudoers.chmod(0o440)
+    try:
+        yield SimpleNamespace(
+            root=root,
+            site=site,
+            hooks=root / "hooks",
+            helper=helper,
+            unlisted=unlisted,
+            config=config,
+            data=data,
+        )
+    finally:
+        sudoers.unlink()
+        shutil.rmtree(root)
+
+
+def _emulator(installed, ovs, config=None):
+    env = hook_env(
+        {"QHOOK_CONFIG": str(config or installed.config), "PYTHONPATH": str(installed.site)}
+    )
+    return VdsmEmulator(installed.hooks, env, wrapper=ovs.netns_exec, run_as="vdsm")
+
+
+def _as_vdsm(ovs, *command, stdin=b""):
+    return subprocess.run(
+        [*ovs.netns_exec, "runuser", "-u", "vdsm", "--", *command],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _helper(installed, ovs, request, config=None):
+    done = _as_vdsm(
+        ovs,
+        "sudo",
+        "-n",
+        str(installed.helper),
+        "--config",
+        str(config or installed.config),
+        stdin=json.dumps(request).encode(),
+    )
+    return done.returncode, json.loads(done.stdout.decode() or "null"), done.stderr.decode()
+
+
+def test_the_packaged_sudoers_rule_passes_visudo():
+    result = subprocess.run(
+        [require_tool("visudo"), "-cf", str(REPO / "packaging" / "sudoers")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_vm_lives_and_dies_with_the_hooks_running_as_vdsm(installed, ovs):
+    domain = quantum_vm(
+        [seed_properties("openvswitch"), seed_properties("linuxbridge"), seed_properties("ovn")]
+    )
+    taps = ["tap" + e.text[:11] for e in domain.iter("{http://ovirt.org/vm/1.0}q_port_id")]
+    vdsm = _emulator(installed, ovs)
+    started = vdsm.start_vm(to_bytes(domain), data_dir=str(installed.data))
+    assert not any(error_lines(run.stderr) for run in started.runs)
+    links, rows = hoststate.links(ovs), hoststate.ovs_interfaces(ovs)
+    assert set(taps) <= set(links)
+    assert rows[taps[0]]["external_ids"]["vdsm-hook-quantum"] == "owned"
+    assert not vdsm.destroy_vm(started.domain_xml, data_dir=str(installed.data)).failed
+    assert not set(taps) & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
+
+
+def test_vdsm_may_run_the_helper_and_nothing_else_as_root(installed, ovs):
+    refused = _as_vdsm(ovs, "sudo", "-n", "/bin/true")
+    assert refused.returncode != 0 and b"password is required" in refused.stderr
+    listed = _as_vdsm(ovs, "sudo", "-n", "-l").stdout.decode()
+    granted = listed.split("may run the following commands", 1)[1].splitlines()[1:]
+    commands = [line.strip() for line in granted if line.strip()]
+    assert commands == [f"(root) NOPASSWD: {installed.helper}"], listed
+    # The helper itself cannot be made to run something else: it takes no command.
+    code, answer, _ = _helper(installed, ovs, {"verb": "exec", "argv": ["/bin/sh"]})
+    assert code == 2 and answer["ok"] is False and "unknown verb" in answer["error"]
+
+
+def test_without_the_sudoers_rule_the_hook_fails_fast_and_says_how_to_fix_it(installed, ovs):
+    config = installed.root / "etc" / "unlisted.conf"
+    config.write_text(
+        installed.config.read_text().replace(str(installed.helper), str(installed.unlisted))
+    )
+    domain = quantum_vm([seed_properties("linuxbridge")])
+    started = time.monotonic()
+    with pytest.raises(HookFailed) as failed:
+        _emulator(installed, ovs, config).start_vm(to_bytes(domain), data_dir=str(installed.data))
+    assert time.monotonic() - started < 20
+    (line,) = error_lines(failed.value.run.stderr)
+    assert line.startswith(
+        f"{ERROR_PREFIX}before_vm_start: sudo -n did not run {installed.unlisted} as root (sudo: "
+    ), line
+    assert "/etc/sudoers.d/50_vdsm_hook_quantum must allow vdsm" in line
+    assert not set(hoststate.links(ovs)) & {
+        "tap" + e.text[:11] for e in domain.iter("{http://ovirt.org/vm/1.0}q_port_id")
+    }
+
+
+VM = "6a1c5e0b-7d64-4f0e-9a53-1f2b3c4d5e6f"
+GOOD = {
+    "host_id": "8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b",
+    "mac": "02:00:00:00:bb:01",
+    "plugin": "openvswitch",
+    "multiqueue": False,
+    "mtu": None,
+}
+REFUSED = {
+    "not-json": (b"plug tap0 br-int", "the request is not JSON"),
+    "huge": (b'{"verb": "plug", "vm": "' + b"a" * 300_000 + b'"}', "larger than"),
+    "bridge-chosen-by-caller": (
+        {"verb": "plug", "vm": VM, "attachments": [GOOD], "bridge": "br-phys"},
+        "must have exactly the fields",
+    ),
+    "path-as-id": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, host_id="../../x")]},
+        "host_id: '../../x' is not a UUID",
+    ),
+    "option-as-mac": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, mac="--help")]},
+        "MAC address '--help' is not a MAC address",
+    ),
+    "other-plugin": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, plugin="system")]},
+        "unknown plugin 'system'",
+    ),
+    "mtu": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, mtu=10**9)]},
+        "is not a number from 68 to 65535",
+    ),
+    "multiqueue": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, multiqueue="yes")]},
+        "multiqueue is not true or false",
+    ),
+    "too-many": ({"verb": "plug", "vm": VM, "attachments": [GOOD] * 65}, "at most 64"),
+    "vm-injection": (
+        {"verb": "remove", "vm": VM + "; reboot", "ports": [], "taps": []},
+        "is not a UUID",
+    ),
+    "foreign-name": (
+        {"verb": "remove", "vm": VM, "ports": [], "taps": ["eth0"]},
+        "'eth0' is not a tap name of this package",
+    ),
+    "name-with-newline": (
+        {"verb": "remove", "vm": VM, "ports": ["tap8e5f2a1c-4b\n"], "taps": []},
+        "is not a tap name of this package",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_helper_refuses_what_is_not_well_formed(case, installed, ovs):
+    request, fragment = REFUSED[case]
+    data = request if isinstance(request, bytes) else json.dumps(request).encode()
+    done = _as_vdsm(
+        ovs, "sudo", "-n", str(installed.helper), "--config", str(installed.config), stdin=data
+    )
+    answer = json.loads(done.stdout)
+    assert done.returncode == 2 and answer["ok"] is False
+    assert fragment in answer["error"], answer["error"]
+    assert done.stderr.decode().count("\n") == 1 and "Traceback" not in done.stderr.decode()
+
+
+def test_the_helper_never_touches_what_is_not_ours(installed, ovs):
+    ovs.in_netns("ip", "tuntap", "add", "dev", "tapdeadbeef-00", "mode", "tap")
+    ovs.vsctl("add-port", "br-int", "tapdeadbeef-01")
+    try:
+        code, answer, _ = _helper(
+            installed,
+            ovs,
+            {
+                "verb": "remove",
+                "vm": VM,
+                "ports": ["tapdeadbeef-00", "tapdeadbeef-01"],
+                "taps": ["tapdeadbeef-00", "tapdeadbeef-01"],
+            },
+        )
+        assert (code, answer) == (0, {"ok": True, "problems": []})
+        assert "tapdeadbeef-00" in hoststate.links(ovs)
+        assert "tapdeadbeef-01" in hoststate.ovs_interfaces(ovs)
+        taken = dict(GOOD, host_id="deadbeef-0000-4000-8000-000000000000")
+        code, answer, _ = _helper(
+            installed, ovs, {"verb": "plug", "vm": VM, "attachments": [taken]}
+        )
+        assert code == 2
+        assert (
+            answer["error"] == "device tapdeadbeef-00 already exists and belongs to something else"
+        )
+        assert "vdsm-hook-quantum" not in hoststate.links(ovs)["tapdeadbeef-00"].get("ifalias", "")
+    finally:
+        ovs.in_netns("ip", "link", "delete", "tapdeadbeef-00")
+        ovs.vsctl("del-port", "tapdeadbeef-01")
+
+
+def test_the_helper_only_reads_a_configuration_root_alone_can_write(installed, ovs):
+    vdsm_user = pwd.getpwnam("vdsm")
+    writable = installed.data / "evil.conf"
+    writable.write_text("[ovs]\nintegration_bridge = br-phys\n")
+    os.chown(writable, vdsm_user.pw_uid, vdsm_user.pw_gid)
+    code, answer, _ = _helper(
+        installed, ovs, {"verb": "plug", "vm": VM, "attachments": [GOOD]}, config=writable
+    )
+    assert code == 2
+    assert answer["error"].startswith(f"{writable} is not trusted: ")
+    assert "tap8e5f2a1c-4b" not in hoststate.links(ovs)
