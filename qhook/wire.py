@@ -124,9 +124,9 @@ def decode(data: bytes) -> Request:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise RequestError("the request is not JSON") from None
-    if not isinstance(body, dict) or body.get("verb") not in _FIELDS:
+    verb = body.get("verb") if isinstance(body, dict) else None
+    if not isinstance(verb, str) or verb not in _FIELDS:
         raise RequestError(f"unknown verb: expected one of {', '.join(sorted(_FIELDS))}")
-    verb = body["verb"]
     _object(body, _FIELDS[verb], f"a {verb} request")
     vm_id = normalise_uuid(_text(body["vm"], "vm"), "vm")
     if verb == REMOVE:
