@@ -195,6 +195,15 @@ BAD_DOMAINS = {
         "has a DOCTYPE declaration, which is refused",
     ),
     "undefined-entity": (b"<domain>&shadow;</domain>", "domain XML is malformed"),
+    "nul-reference": (b"<domain><name>&#0;</name></domain>", "domain XML is malformed"),
+    "deep-nesting": (
+        b"<domain>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</domain>",
+        "domain XML is malformed",
+    ),
+    "huge": (
+        b"<domain>" + b" " * (16 * 1024 * 1024) + b"</domain>",
+        "more than the 16777216 accepted",
+    ),
     "duplicate-metadata": (
         to_bytes(load_fixture("vm_hibernated.xml")).replace(
             b'<ovirt-vm:device mac_address="00:1a:4a:16:01:00">',
@@ -273,3 +282,18 @@ def test_a_bad_configuration_does_not_stop_vms_without_quantum_vnics(
     result = hook("before_vm_start", path, env)
     assert (result.returncode, result.stderr) == (0, "")
     assert path.read_bytes() == data
+
+
+def test_non_utf8_property_bytes_are_refused_escaped(hook, env, tmp_path):
+    """VDSM's environment can carry any bytes; the error line stays ASCII and one line."""
+    path, stat = _write(tmp_path, DEVICE)
+    raw = {k.encode(): v.encode() for k, v in env.items()}
+    raw.update(
+        {
+            b"plugin": b"openvswitch",
+            b"q_network_id": new_id().encode(),
+            b"q_port_id": b"\xff\xfe--\x1b[31m",
+        }
+    )
+    result = hook("before_device_create", path, raw)
+    _assert_refused(result, path, DEVICE, stat, "property q_port_id: '\\udcff\\udcfe--\\x1b[31m'")
