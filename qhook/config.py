@@ -39,6 +39,22 @@ class OvsConfig:
     timeout: float = 10.0
 
 
+class OnTimeout(enum.Enum):
+    """What a VM start does when the agent has not wired its ports in time."""
+
+    START = "start"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class WiringConfig:
+    """The [wiring] section: waiting for the agent to wire the ports before the VM runs."""
+
+    wait: bool = True
+    timeout: float = 30.0
+    on_timeout: OnTimeout = OnTimeout.START
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """The [host] section: how the unprivileged hooks get root work done."""
@@ -51,6 +67,7 @@ class Config:
     """Everything the hooks read from the configuration file."""
 
     ovs: OvsConfig = field(default_factory=OvsConfig)
+    wiring: WiringConfig = field(default_factory=WiringConfig)
     host: HostConfig = field(default_factory=HostConfig)
     source: str = "defaults"
 
@@ -98,8 +115,32 @@ def _absolute_path(value: str) -> str:
     return value
 
 
+def _yes_no(value: str) -> bool:
+    if value.lower() in ("yes", "true", "on", "1"):
+        return True
+    if value.lower() in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("expected yes or no")
+
+
+def _on_timeout(value: str) -> OnTimeout:
+    try:
+        return OnTimeout(value)
+    except ValueError:
+        raise ValueError("expected start or fail") from None
+
+
 _HOST_KEYS: Dict[str, Callable[[str], object]] = {"helper": _absolute_path}
-_SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {"ovs": _OVS_KEYS, "host": _HOST_KEYS}
+_WIRING_KEYS: Dict[str, Callable[[str], object]] = {
+    "wait": _yes_no,
+    "timeout": _timeout,
+    "on_timeout": _on_timeout,
+}
+_SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {
+    "ovs": _OVS_KEYS,
+    "wiring": _WIRING_KEYS,
+    "host": _HOST_KEYS,
+}
 
 
 def config_path(env: Mapping[str, str]) -> str:
@@ -151,6 +192,7 @@ def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
                 ) from None
     config = Config(
         ovs=OvsConfig(**values["ovs"]),  # type: ignore[arg-type]
+        wiring=WiringConfig(**values["wiring"]),  # type: ignore[arg-type]
         host=HostConfig(**values["host"]),  # type: ignore[arg-type]
         source=path,
     )

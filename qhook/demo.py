@@ -52,7 +52,10 @@ def run_demo(
     try:
         started = _step(f"starting a private Open vSwitch in network namespace {sandbox.name}")
         sandbox.start()
-        config.write_text(f"[ovs]\nconnection = {sandbox.connection}\ntimeout = 5\n")
+        # No agent runs in this sandbox yet: do not wait for one to wire the ports.
+        config.write_text(
+            f"[ovs]\nconnection = {sandbox.connection}\ntimeout = 5\n[wiring]\nwait = no\n"
+        )
         hookscripts.write_tree(hooks, HOOK_POINTS, sys.executable)
         _done(started)
 

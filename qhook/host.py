@@ -68,7 +68,12 @@ def _names(answer: Dict[str, Any], key: str) -> List[str]:
 
 def plug(items: Sequence[Attachment], config: Config) -> Plugged:
     answer = _call(wire.Request(wire.PLUG, items[0].vm_id, attachments=list(items)), config)
-    return Plugged(items[0].vm_id, _names(answer, "created_taps"), _names(answer, "added_ports"))
+    return Plugged(
+        items[0].vm_id,
+        _names(answer, "created_taps"),
+        _names(answer, "added_ports"),
+        _names(answer, "unwired"),
+    )
 
 
 def undo(plugged: Plugged, config: Config) -> None:

@@ -114,6 +114,11 @@ def _plug_and_write(
     """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
     items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     plugged = host.plug(items, context.config) if items else None
+    if plugged is not None and plugged.unwired:
+        context.warn(
+            f"the agent has not wired {', '.join(plugged.unwired)} within "
+            f"{context.config.wiring.timeout:g} s; starting anyway ([wiring] on_timeout = start)"
+        )
     try:
         if write:
             context.write_data(domxml.serialize(document))

@@ -167,6 +167,43 @@ class Ovsdb:
                 )
             return message.get("result")
 
+    def monitor(self, tables: Dict[str, List[Dict[str, Any]]]) -> None:
+        """Ask for update notifications of the rows the conditions select (monitor_cond,
+        whose `where` clauses are ORed); the caller re-reads rows when one arrives."""
+        self.call("monitor_cond", [DATABASE, "qhook", tables])
+
+    def fileno(self) -> int:
+        return self._connect().fileno()
+
+    def drain(self) -> None:
+        """Read what has arrived without blocking: answer echoes, drop notifications."""
+        sock = self._connect()
+        sock.setblocking(False)
+        try:
+            while True:
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    raise self._unreachable("it closed the connection")
+                self._text += self._utf8.decode(chunk)
+        except BlockingIOError:
+            pass
+        except OSError as error:
+            raise self._unreachable(error.strerror or str(error)) from None
+        finally:
+            if self._socket is not None:
+                self._socket.setblocking(True)
+        while True:
+            text = self._text.lstrip()
+            try:
+                message, end = self._decoder.raw_decode(text)
+            except ValueError:
+                return
+            self._text = text[end:]
+            if isinstance(message, dict) and message.get("method") == "echo":
+                self._send(
+                    {"result": message.get("params", []), "error": None, "id": message.get("id")}
+                )
+
     def transact(self, operations: List[Dict[str, Any]], what: str) -> List[Dict[str, Any]]:
         """Run operations atomically; raise OvsdbError naming what failed and why."""
         results = self.call("transact", [DATABASE, *operations])

@@ -8,8 +8,8 @@ was; a failure half-way undoes what this run made.
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from qhook import domxml, ovsports, tap
-from qhook.config import Config, PlugMode
+from qhook import domxml, ovsports, tap, wiring
+from qhook.config import Config, OnTimeout, PlugMode
 from qhook.errors import QhookError, shown
 from qhook.ovsdb import Ovsdb
 from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
@@ -77,6 +77,7 @@ class Plugged:
     vm_id: str
     created_taps: List[str] = field(default_factory=list)
     added_ports: List[str] = field(default_factory=list)
+    unwired: List[str] = field(default_factory=list)
 
 
 def undo(plugged: Plugged, config: Config) -> List[str]:
@@ -135,10 +136,24 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                 done.added_ports = [item.tap_name for item in on_ovs]
         else:
             _make_taps(hook_made, leftovers, done, config.ovs.timeout)
+        if config.wiring.wait:
+            _wait_for_agents(on_ovs, hook_made, done, config)
     except BaseException:
         undo(done, config)
         raise
     return done
+
+
+def _wait_for_agents(
+    on_ovs: Sequence[Attachment], hook_made: Sequence[Attachment], done: Plugged, config: Config
+) -> None:
+    bridged = [item.tap_name for item in hook_made if item.plugin is Plugin.LINUXBRIDGE]
+    done.unwired = wiring.wait_until_wired([item.tap_name for item in on_ovs], bridged, config)
+    if done.unwired and config.wiring.on_timeout is OnTimeout.FAIL:
+        raise QhookError(
+            f"the agent did not wire {', '.join(done.unwired)} within "
+            f"{config.wiring.timeout:g} s ([wiring] on_timeout = fail): unplugged"
+        )
 
 
 def _make_taps(

@@ -49,7 +49,11 @@ def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
     """Do what a checked request asks; the result is what the caller needs back."""
     if request.verb == wire.PLUG:
         done = plumbing.plug(request.attachments, config)
-        return {"created_taps": done.created_taps, "added_ports": done.added_ports}
+        return {
+            "created_taps": done.created_taps,
+            "added_ports": done.added_ports,
+            "unwired": done.unwired,
+        }
     if request.verb == wire.REPAIR:
         repaired, problems = plumbing.repair(request.attachments, config)
         return {"repaired": repaired, "problems": problems}

@@ -283,3 +283,134 @@ class LibvirtSandbox:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(text), signal.SIGKILL)
         self.process = None
+
+
+class OvnSandbox:
+    """OVN as the agent of an OvsSandbox: NB and SB databases, ovn-northd, ovn-controller.
+
+    ovn-controller runs in the sandbox's network namespace, binds the OVS Interfaces
+    whose iface-id names a logical switch port, and marks them ovn-installed.
+    """
+
+    def __init__(self, ovs: OvsSandbox, system_id: str = "qhook-host"):
+        self.ovs = ovs
+        self.directory = ovs.directory / "ovn"
+        self.system_id = system_id
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    @property
+    def env(self) -> Dict[str, str]:
+        env = self.ovs.env
+        directory = str(self.directory)
+        env.update(OVN_RUNDIR=directory, OVN_LOGDIR=directory, OVN_DBDIR=directory)
+        return env
+
+    def db(self, name: str) -> str:
+        return f"unix:{self.directory / (name + '.sock')}"
+
+    def nbctl(self, *args: str) -> str:
+        return _run(["ovn-nbctl", f"--db={self.db('nb')}", "--timeout=10", *args], self.env)
+
+    def sbctl(self, *args: str) -> str:
+        return _run(["ovn-sbctl", f"--db={self.db('sb')}", "--timeout=10", *args], self.env)
+
+    def _daemon(self, label: str, args: List[str], in_netns: bool = False) -> None:
+        out = open(self.directory / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
+        prefix = self.ovs.netns_exec if in_netns else []
+        self.processes[label] = subprocess.Popen(
+            [*prefix, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        out.close()
+
+    def _wait_for(self, path: Path, label: str) -> None:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            process = self.processes[label]
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = (self.directory / f"{label}.out").read_text()[-2000:]
+                raise SandboxError(f"{label} did not start: {output}")
+            time.sleep(0.02)
+
+    def start(self) -> "OvnSandbox":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            for name in ("nb", "sb"):
+                database = self.directory / f"{name}.db"
+                schema = f"/usr/share/ovn/ovn-{name}.ovsschema"
+                if not os.path.exists(schema):
+                    raise SandboxError("OVN is not installed (no ovn-nb.ovsschema)")
+                _run(["ovsdb-tool", "create", str(database), schema], self.env)
+                self._daemon(
+                    f"{name}-server",
+                    [
+                        "ovsdb-server",
+                        str(database),
+                        f"--remote=punix:{self.directory / name}.sock",
+                        f"--unixctl={self.directory / name}-server.ctl",
+                        f"--log-file={self.directory / name}-server.log",
+                        "--no-chdir",
+                    ],
+                )
+                self._wait_for(self.directory / f"{name}.sock", f"{name}-server")
+            self._daemon(
+                "ovn-northd",
+                [
+                    "ovn-northd",
+                    f"--ovnnb-db={self.db('nb')}",
+                    f"--ovnsb-db={self.db('sb')}",
+                    f"--unixctl={self.directory / 'ovn-northd.ctl'}",
+                    f"--log-file={self.directory / 'ovn-northd.log'}",
+                    "--no-chdir",
+                ],
+            )
+            self.ovs.vsctl(
+                "set",
+                "Open_vSwitch",
+                ".",
+                f"external_ids:system-id={self.system_id}",
+                f"external_ids:ovn-remote={self.db('sb')}",
+                "external_ids:ovn-encap-type=geneve",
+                "external_ids:ovn-encap-ip=127.0.0.1",
+                "external_ids:ovn-bridge-datapath-type=netdev",
+            )
+            self._daemon(
+                "ovn-controller",
+                [
+                    "ovn-controller",
+                    self.ovs.connection,
+                    f"--log-file={self.directory / 'ovn-controller.log'}",
+                    "--no-chdir",
+                ],
+                in_netns=True,
+            )
+            deadline = time.monotonic() + 20
+            while self.system_id not in self.sbctl("--columns=name", "list", "Chassis"):
+                if time.monotonic() > deadline:
+                    raise SandboxError("ovn-controller did not register its chassis")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def pid(self, label: str) -> int:
+        return self.processes[label].pid
+
+    def stop(self) -> None:
+        for label in ("ovn-controller", "ovn-northd", "sb-server", "nb-server"):
+            process = self.processes.pop(label, None)
+            if process is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -4,6 +4,7 @@ and a VDSM-like runner that runs the checkout's hook scripts inside it."""
 
 import os
 import secrets
+from typing import Dict, Optional
 
 import pytest
 
@@ -33,10 +34,12 @@ def config_path(tmp_path):
 def configure(config_path, ovs):
     """Write the [ovs] section (pointing at the sandbox) with the settings given."""
 
-    def write(extra: str = "", **settings: str) -> None:
+    def write(extra: str = "", wiring: Optional[Dict[str, str]] = None, **settings: str) -> None:
         values = {"connection": ovs.connection, "timeout": "5", **settings}
         lines = "".join(f"{key} = {value}\n" for key, value in values.items())
-        config_path.write_text(f"[ovs]\n{lines}{extra}")
+        # No agent runs in most tests: they do not wait for one unless they ask to.
+        waiting = "".join(f"{k} = {v}\n" for k, v in (wiring or {"wait": "no"}).items())
+        config_path.write_text(f"[ovs]\n{lines}[wiring]\n{waiting}{extra}")
 
     write()
     return write

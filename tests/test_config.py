@@ -3,7 +3,7 @@
 
 import pytest
 
-from qhook.config import Config, OvsConfig, PlugMode, load_config
+from qhook.config import Config, OnTimeout, OvsConfig, PlugMode, WiringConfig, load_config
 from qhook.errors import ConfigError
 
 
@@ -37,14 +37,19 @@ def test_values_are_read(tmp_path):
 
 def test_unknown_sections_and_keys_are_warnings(tmp_path):
     config, warnings = _load(
-        tmp_path, "[ovs]\nplug = hook\nretries = 3\n[wiring]\ntimeout = 30\n[quantum]\nurl = x\n"
+        tmp_path, "[ovs]\nplug = hook\nretries = 3\n[wiring]\ntimeout = 5\n[quantum]\nurl = x\n"
     )
-    assert config.ovs.plug is PlugMode.HOOK
+    assert config.ovs.plug is PlugMode.HOOK and config.wiring.timeout == 5
     assert [w.split(": ", 1)[1] for w in warnings] == [
         "unknown key retries in [ovs] ignored",
-        "unknown section [wiring] ignored",
         "unknown section [quantum] ignored",
     ]
+
+
+def test_wiring_settings(tmp_path):
+    config, _ = _load(tmp_path, "[wiring]\nwait = no\ntimeout = 2.5\non_timeout = fail\n")
+    assert config.wiring == WiringConfig(wait=False, timeout=2.5, on_timeout=OnTimeout.FAIL)
+    assert Config().wiring == WiringConfig(wait=True, timeout=30.0, on_timeout=OnTimeout.START)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +63,8 @@ def test_unknown_sections_and_keys_are_warnings(tmp_path):
         "[ovs]\nconnection = tcp:host\n",
         "[ovs]\nconnection = ssl:host:6640\n",
         "[ovs]\nplug = HOOK\n",
+        "[wiring]\nwait = maybe\n",
+        "[wiring]\non_timeout = retry\n",
         "[ovs\n",
         "[ovs]\n[ovs]\n",
     ],

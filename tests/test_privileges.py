@@ -63,6 +63,7 @@ def installed(ovs):
     config = root / "etc" / "quantum.conf"
     config.write_text(
         f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\n[host]\nhelper = {helper}\n"
+        "[wiring]\nwait = no\n"
     )
     config.chmod(0o644)
     data = root / "data"
