@@ -62,7 +62,7 @@ def wait_until_wired(
                 pending += [n for n in ovs_taps if n not in rows or not rows[n].wired]
             left = deadline - time.monotonic()
             if not pending or left <= 0:
-                return pending
+                return sorted(pending)
             readable, _, _ = select.select(sockets, [], [], left)
             for source in readable:
                 if source is db:

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The guest boots onto a wired port: the hooks wait for the agent, event-driven and
+bounded. OVN's ovn-controller is the real agent here, in its own sandbox."""
+
+import os
+import secrets
+import threading
+import time
+
+import hoststate
+import pytest
+from domains import openstacknet_properties, quantum_vm, seed_properties, to_bytes
+
+from qhook.sandbox import OvnSandbox, OvsSandbox
+from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, hook_env, require_tool
+
+OVIRT = "{http://ovirt.org/vm/1.0}"
+
+
+@pytest.fixture(scope="module")
+def ovn_host(tmp_path_factory):
+    """A host whose agent is OVN: Open vSwitch plus NB/SB, ovn-northd, ovn-controller."""
+    for tool in ("ovn-northd", "ovn-controller", "ovn-nbctl"):
+        require_tool(tool)
+    ovs = OvsSandbox(
+        tmp_path_factory.mktemp("ovn-host"), f"qhook-ovn-{os.getpid()}-{secrets.token_hex(3)}"
+    ).start()
+    try:
+        ovn = OvnSandbox(ovs).start()
+        ovn.nbctl("ls-add", "tenant")
+        yield ovs, ovn
+        ovn.stop()
+    finally:
+        ovs.stop()
+
+
+def _vdsm(ovs, tmp_path, **wiring):
+    config = tmp_path / "quantum.conf"
+    settings = "".join(f"{key} = {value}\n" for key, value in wiring.items())
+    config.write_text(f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\n[wiring]\n{settings}")
+    return VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)
+
+
+def _ports(domain):
+    """(tap name, port id, MAC) of each Quantum vNIC of a domain built by quantum_vm()."""
+    found = []
+    for device in domain.iter(OVIRT + "device"):
+        custom = device.find(OVIRT + "custom")
+        if custom is None or device.get("mac_address") is None:
+            continue  # a disk, or a vNIC without properties
+        port = custom.find(OVIRT + "q_port_id")
+        port = port if port is not None else custom.find(OVIRT + "vnic_id")
+        found.append(("tap" + port.text[:11], port.text, device.get("mac_address")))
+    return found
+
+
+def _logical_ports(ovn, domain):
+    for _, port, mac in _ports(domain):
+        ovn.nbctl("lsp-add", "tenant", port, "--", "lsp-set-addresses", port, mac)
+
+
+def _after(seconds, action):
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_start_returns_once_ovn_has_installed_every_port(count, ovn_host, tmp_path):
+    ovs, ovn = ovn_host
+    vnics = [
+        seed_properties("ovn")
+        if i % 2
+        else openstacknet_properties("OVIRT_PROVIDER_OVN", provider="EXTERNAL_NETWORK")
+        for i in range(count)
+    ]
+    domain = quantum_vm(vnics)
+    vdsm = _vdsm(ovs, tmp_path, timeout=20)
+    # The logical ports appear only 1.5 s after the start begins: the hook must wait.
+    timer = _after(1.5, lambda: _logical_ports(ovn, domain))
+    began = time.monotonic()
+    try:
+        started = vdsm.start_vm(to_bytes(domain))
+    finally:
+        timer.join()
+    took = time.monotonic() - began
+    assert 1.5 <= took < 15, took
+    assert not any(run.stderr for run in started.runs), [r.stderr for r in started.runs]
+    rows = hoststate.ovs_interfaces(ovs)
+    for name, _, _ in _ports(domain):
+        assert rows[name]["external_ids"].get("ovn-installed") == "true", rows[name]
+    deadline = time.monotonic() + 10
+    while not all(
+        ovn.nbctl("get", "Logical_Switch_Port", p, "up").strip() == "true"
+        for _, p, _ in _ports(domain)
+    ):
+        assert time.monotonic() < deadline, "the NB ports did not turn up"
+        time.sleep(0.1)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+    for _, port, _ in _ports(domain):
+        ovn.nbctl("lsp-del", port)
+
+
+def test_an_unwired_port_starts_anyway_with_a_warning(ovn_host, tmp_path):
+    ovs, _ = ovn_host
+    domain = quantum_vm([seed_properties("ovn")])  # no logical switch port: never wired
+    ((tap, _, _),) = _ports(domain)
+    vdsm = _vdsm(ovs, tmp_path, timeout=1)
+    began = time.monotonic()
+    started = vdsm.start_vm(to_bytes(domain))
+    assert 1 <= time.monotonic() - began < 6
+    assert started.runs[-1].stderr == (
+        f"{ERROR_PREFIX}warning: before_vm_start: the agent has not wired {tap} within 1 s; "
+        "starting anyway ([wiring] on_timeout = start)\n"
+    )
+    assert tap in hoststate.links(ovs)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+def test_an_unwired_port_fails_the_start_and_unplugs_when_asked(ovn_host, tmp_path):
+    ovs, _ = ovn_host
+    domain = quantum_vm([seed_properties("ovn"), seed_properties("linuxbridge")])
+    taps = sorted(name for name, _, _ in _ports(domain))
+    vdsm = _vdsm(ovs, tmp_path, timeout=1, on_timeout="fail")
+    with pytest.raises(HookFailed) as failed:
+        vdsm.start_vm(to_bytes(domain))
+    assert error_lines(failed.value.run.stderr) == [
+        f"{ERROR_PREFIX}before_vm_start: the agent did not wire {', '.join(taps)} within 1 s "
+        "([wiring] on_timeout = fail): unplugged"
+    ]
+    assert not set(taps) & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
+
+
+def test_no_wait_when_turned_off(ovn_host, tmp_path):
+    ovs, _ = ovn_host
+    domain = quantum_vm([seed_properties("ovn")])
+    vdsm = _vdsm(ovs, tmp_path, wait="no", timeout=30)
+    began = time.monotonic()
+    started = vdsm.start_vm(to_bytes(domain))
+    assert time.monotonic() - began < 5 and started.runs[-1].stderr == ""
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+def test_linux_bridge_ports_are_wired_when_the_tap_gets_a_master(ovn_host, tmp_path):
+    """What the Linux bridge agent does (brq + network id, the tap enslaved), by hand."""
+    ovs, _ = ovn_host
+    domain = quantum_vm([seed_properties("linuxbridge")])
+    ((tap, _, _),) = _ports(domain)
+    bridge = "brq" + secrets.token_hex(5)[:11]
+    ovs.in_netns("ip", "link", "add", bridge, "type", "bridge")
+    vdsm = _vdsm(ovs, tmp_path, timeout=20)
+
+    def enslave():
+        deadline = time.monotonic() + 10
+        while tap not in hoststate.links(ovs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ovs.in_netns("ip", "link", "set", tap, "master", bridge)
+
+    timer = _after(1.0, enslave)
+    began = time.monotonic()
+    try:
+        started = vdsm.start_vm(to_bytes(domain))
+    finally:
+        timer.join()
+    assert 1.0 <= time.monotonic() - began < 15
+    assert started.runs[-1].stderr == ""
+    assert hoststate.links(ovs)[tap].get("master") == bridge
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+    ovs.in_netns("ip", "link", "delete", bridge)
+
+
+def test_the_ovs_agent_condition_is_its_tag_and_net_uuid(ovn_host, tmp_path):
+    """What the Neutron OVS agent writes when it has wired a port (a stand-in here; the
+    agent itself is not run by this test): a local VLAN tag other than 4095, and
+    other_config net_uuid. A dead-VLAN tag alone does not count."""
+    ovs, _ = ovn_host
+    domain = quantum_vm([seed_properties("openvswitch")])
+    ((tap, _, _),) = _ports(domain)
+    vdsm = _vdsm(ovs, tmp_path, timeout=20)
+
+    def agent():
+        deadline = time.monotonic() + 10
+        while tap not in hoststate.ovs_interfaces(ovs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ovs.vsctl("set", "Port", tap, "tag=4095")
+        time.sleep(0.5)
+        ovs.vsctl(
+            "set",
+            "Port",
+            tap,
+            "tag=7",
+            "other_config:net_uuid=n1",
+            "other_config:network_type=vxlan",
+            "other_config:segmentation_id=101",
+        )
+
+    timer = _after(0.5, agent)
+    began = time.monotonic()
+    try:
+        started = vdsm.start_vm(to_bytes(domain))
+    finally:
+        timer.join()
+    assert 1.0 <= time.monotonic() - began < 15
+    assert started.runs[-1].stderr == ""
+    assert ovs.vsctl("get", "Port", tap, "tag").strip() == "7"
+    assert not vdsm.destroy_vm(started.domain_xml).failed
