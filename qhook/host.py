@@ -99,3 +99,11 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
         return [], []
     answer = _call(wire.Request(wire.REPAIR, items[0].vm_id, attachments=list(items)), config)
     return _names(answer, "repaired"), _names(answer, "problems")
+
+
+def capabilities(config: Config) -> Dict[str, Any]:
+    """What the host can do (see qhook.caps); read as root, where the OVS socket is."""
+    caps = _call(wire.Request(wire.CAPS, ""), config).get("caps")
+    if not isinstance(caps, dict):
+        raise QhookError("the privileged helper answered malformed capabilities")
+    return caps

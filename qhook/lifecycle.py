@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What each hook point does with the Quantum vNICs of a VM."""
 
+import json
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from qhook import domxml, host, plumbing
+from qhook.caps import CAPS_KEY
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
@@ -240,6 +242,27 @@ def after_vm_migrate_destination(context: HookContext) -> None:
         raise QhookError("; ".join(unrepairable))
 
 
+def after_get_caps(context: HookContext) -> None:
+    """Add what this host can do for Quantum vNICs to VDSM's capabilities. Never fails
+    getCaps: whatever goes wrong is reported inside the capabilities, and exit is 0."""
+    try:
+        caps = json.loads(context.read_data().decode("utf-8"))
+    except (QhookError, ValueError) as error:
+        context.warn(f"capabilities left as they are: {error}")
+        return
+    if not isinstance(caps, dict):
+        context.warn("capabilities left as they are: not a JSON object")
+        return
+    try:
+        caps[CAPS_KEY] = host.capabilities(context.config)
+    except QhookError as error:
+        caps[CAPS_KEY] = {"error": str(error)}
+    try:
+        context.write_data(json.dumps(caps).encode())
+    except QhookError as error:
+        context.warn(str(error))
+
+
 HOOK_POINTS: Dict[str, Callable[[HookContext], None]] = {
     "before_device_create": before_device_create,
     "before_vm_start": before_vm_start,
@@ -249,4 +272,5 @@ HOOK_POINTS: Dict[str, Callable[[HookContext], None]] = {
     "before_nic_hotplug": before_nic_hotplug,
     "after_nic_hotunplug": _unplug_device,
     "after_nic_hotplug_fail": _unplug_device,
+    "after_get_caps": after_get_caps,
 }

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from qhook import PROGRAM, plumbing, wire
+from qhook.caps import host_capabilities
 from qhook.config import DEFAULT_PATH, Config, load_config
 from qhook.errors import ConfigError, QhookError, one_line
 
@@ -47,6 +48,8 @@ def trusted_path(path: str) -> str:
 
 def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
     """Do what a checked request asks; the result is what the caller needs back."""
+    if request.verb == wire.CAPS:
+        return {"caps": host_capabilities(config)}
     if request.verb == wire.PLUG:
         done = plumbing.plug(request.attachments, config)
         return {

@@ -22,7 +22,9 @@ TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
 PLUG = "plug"
 REPAIR = "repair"
 REMOVE = "remove"
+CAPS = "caps"
 _FIELDS = {
+    CAPS: {"verb"},
     PLUG: {"verb", "vm", "attachments"},
     REPAIR: {"verb", "vm", "attachments"},
     REMOVE: {"verb", "vm", "ports", "taps"},
@@ -46,7 +48,10 @@ class Request:
 
 
 def encode(request: Request) -> bytes:
-    body: Dict[str, Any] = {"verb": request.verb, "vm": request.vm_id}
+    body: Dict[str, Any] = {"verb": request.verb}
+    if request.verb == CAPS:
+        return json.dumps(body).encode()
+    body["vm"] = request.vm_id
     if request.verb == REMOVE:
         body.update(ports=list(request.ports), taps=list(request.taps))
     else:
@@ -128,6 +133,8 @@ def decode(data: bytes) -> Request:
     if not isinstance(verb, str) or verb not in _FIELDS:
         raise RequestError(f"unknown verb: expected one of {', '.join(sorted(_FIELDS))}")
     _object(body, _FIELDS[verb], f"a {verb} request")
+    if verb == CAPS:
+        return Request(verb, "")
     vm_id = normalise_uuid(_text(body["vm"], "vm"), "vm")
     if verb == REMOVE:
         return Request(

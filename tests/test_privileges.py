@@ -285,3 +285,35 @@ def test_the_helper_only_reads_a_configuration_root_alone_can_write(installed, o
     assert code == 2
     assert answer["error"].startswith(f"{writable} is not trusted: ")
     assert "tap8e5f2a1c-4b" not in hoststate.links(ovs)
+
+
+def test_caps_are_read_through_the_helper_as_vdsm(installed, ovs):
+    vdsm_user = pwd.getpwnam("vdsm")
+    caps = installed.data / "caps.json"
+    caps.write_text('{"cpuCores": "2"}')
+    os.chown(caps, vdsm_user.pw_uid, vdsm_user.pw_gid)
+    env = hook_env(
+        {
+            "QHOOK_CONFIG": str(installed.config),
+            "PYTHONPATH": str(installed.site),
+            "_hook_json": str(caps),
+        }
+    )
+    done = subprocess.run(
+        [
+            *ovs.netns_exec,
+            "runuser",
+            "-u",
+            "vdsm",
+            "--",
+            str(installed.hooks / "after_get_caps" / "50_quantum"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    ours = json.loads(caps.read_text())["vdsm_hook_quantum"]
+    assert ours["ovs_reachable"] is True and "openvswitch" in ours["plugins"]

@@ -205,3 +205,57 @@ def test_the_ovs_agent_condition_is_its_tag_and_net_uuid(ovn_host, tmp_path):
     assert started.runs[-1].stderr == ""
     assert ovs.vsctl("get", "Port", tap, "tag").strip() == "7"
     assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+def _caps(ovs, tmp_path, config_text, data=b'{"kvmEnabled": "true", "cpuCores": "2"}'):
+    config = tmp_path / "caps.conf"
+    config.write_text(config_text)
+    caps = tmp_path / "caps.json"
+    caps.write_bytes(data)
+    env = hook_env({"QHOOK_CONFIG": str(config), "_hook_json": str(caps)})
+    import subprocess
+
+    done = subprocess.run(
+        [*ovs.netns_exec, str(HOOKS_DIR / "after_get_caps" / "50_quantum")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done, caps.read_bytes()
+
+
+def test_caps_report_the_plugins_usable_here_and_the_agents_host_id(ovn_host, ovs, tmp_path):
+    import json
+
+    ovn_ovs, _ = ovn_host
+    done, data = _caps(ovn_ovs, tmp_path, f"[ovs]\nconnection = {ovn_ovs.connection}\n")
+    assert (done.returncode, done.stderr) == (0, "")
+    caps = json.loads(data)
+    assert caps["kvmEnabled"] == "true" and caps["cpuCores"] == "2"  # VDSM's own, kept
+    ours = caps["vdsm_hook_quantum"]
+    assert ours["plugins"] == ["linuxbridge", "openvswitch", "ovn"]
+    assert ours["host_id"] == ours["ovn_chassis"] == "qhook-host"
+    assert ours["ovs_reachable"] and ours["bridge_present"] and ours["error"] is None
+    # A host without OVN and another integration bridge name: fewer plugins.
+    done, data = _caps(
+        ovs, tmp_path, f"[ovs]\nconnection = {ovs.connection}\nintegration_bridge = br-none\n"
+    )
+    ours = json.loads(data)["vdsm_hook_quantum"]
+    assert ours["plugins"] == ["linuxbridge"] and ours["bridge_present"] is False
+
+
+def test_caps_never_fail_get_caps(ovs, tmp_path):
+    import json
+
+    done, data = _caps(ovs, tmp_path, f"[ovs]\nconnection = unix:{tmp_path}/down.sock\n")
+    assert (done.returncode, done.stderr) == (0, "")
+    ours = json.loads(data)["vdsm_hook_quantum"]
+    assert ours["ovs_reachable"] is False and ours["plugins"] == ["linuxbridge"]
+    assert ours["error"].startswith(f"cannot reach Open vSwitch at unix:{tmp_path}/down.sock")
+    done, data = _caps(ovs, tmp_path, "[ovs]\nplug = maybe\n")
+    assert done.returncode == 0 and "is invalid" in json.loads(data)["vdsm_hook_quantum"]["error"]
+    done, data = _caps(ovs, tmp_path, "", data=b"not json")
+    assert done.returncode == 0 and data == b"not json"
+    assert done.stderr.startswith("vdsm-hook-quantum: warning: after_get_caps: capabilities left")
