@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Benchmark: from "VDSM calls the first hook" to "before_vm_start returns with every port
+wired", for VMs with 1 and 4 Quantum vNICs on a real OVN (ovn-controller as the agent),
+beside oVirt's openstacknet anchor: start paused, sleep 15 s, unpause.
+
+Run as root from the checkout: python3 bench/wiring.py [--runs N]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
+
+from qhook.sandbox import OvnSandbox, OvsSandbox  # noqa: E402
+from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
+
+ANCHOR_SECONDS = 15.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="qhook-bench-"))
+    ovs = OvsSandbox(work / "ovs", f"qhook-bench-{os.getpid()}").start()
+    try:
+        ovn = OvnSandbox(ovs).start()
+        ovn.nbctl("ls-add", "tenant")
+        config = work / "quantum.conf"
+        config.write_text(f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 30\n")
+        env = dict(
+            os.environ,
+            QHOOK_CONFIG=str(config),
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+        )
+        vdsm = VdsmEmulator(REPO / "hooks", env, wrapper=ovs.netns_exec)
+        print(f"{'vNICs':>5}  {'median':>8}  {'min':>8}  {'max':>8}  {'anchor':>8}  ratio")
+        for count in (1, 4):
+            times = []
+            for _ in range(args.runs):
+                vnics = [seed_properties("ovn", str(uuid.uuid4())) for _ in range(count)]
+                domain = quantum_vm(vnics)
+                for index, properties in enumerate(vnics):
+                    port = properties["q_port_id"]
+                    mac = f"02:00:00:00:{index + 1:02x}:01"
+                    ovn.nbctl("lsp-add", "tenant", port, "--", "lsp-set-addresses", port, mac)
+                began = time.perf_counter()
+                started = vdsm.start_vm(to_bytes(domain))
+                times.append(time.perf_counter() - began)
+                assert not any(run.stderr for run in started.runs), started.runs
+                vdsm.destroy_vm(started.domain_xml)
+                for properties in vnics:
+                    ovn.nbctl("lsp-del", properties["q_port_id"])
+            median = statistics.median(times)
+            print(
+                f"{count:>5}  {median * 1000:>6.0f}ms  {min(times) * 1000:>6.0f}ms  "
+                f"{max(times) * 1000:>6.0f}ms  {ANCHOR_SECONDS:>7.0f}s  "
+                f"{ANCHOR_SECONDS / median:.0f}x faster"
+            )
+        ovn.stop()
+    finally:
+        ovs.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
