@@ -3,7 +3,9 @@
 VM, the guest firmware's DHCP requests reach the integration bridge from each vNIC's
 MAC, and after the stop nothing of ours is left. In both plug modes."""
 
+import os
 import re
+import secrets
 import subprocess
 import time
 
@@ -12,8 +14,9 @@ import pytest
 from domains import new_id, openstacknet_properties, seed_properties, set_vnic_properties
 from lxml import etree
 
-from qhook.sandbox import LibvirtSandbox
-from tools import require_tool
+from qhook.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
+from qhook.vdsm_emulator import VdsmEmulator
+from tools import HOOKS_DIR, hook_env, require_tool
 
 DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
   <name>qhook-e2e-{mode}</name>
@@ -155,3 +158,90 @@ def test_libvirt_refuses_filterref_on_an_openvswitch_port(libvirt, vdsm, configu
         "openvswitch" in result.stderr
     )
     assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+@pytest.fixture(scope="module")
+def ovn_libvirt(tmp_path_factory):
+    """A host whose agent is OVN, with its own libvirtd."""
+    for tool in ("ovn-controller", "libvirtd", "tcpdump"):
+        require_tool(tool)
+    ovs = OvsSandbox(
+        tmp_path_factory.mktemp("ovn-libvirt"), f"qhook-ovnlv-{os.getpid()}-{secrets.token_hex(3)}"
+    ).start()
+    ovn = libvirt = None
+    try:
+        ovn = OvnSandbox(ovs).start()
+        ovn.nbctl("ls-add", "tenant")
+        libvirt = LibvirtSandbox(ovs.directory / "libvirt", ovs).start()
+        yield ovs, ovn, libvirt
+    finally:
+        if libvirt is not None:
+            libvirt.stop()
+        if ovn is not None:
+            ovn.stop()
+        ovs.stop()
+
+
+def test_two_vms_on_one_logical_switch_see_each_other_through_ovn(ovn_libvirt, tmp_path):
+    ovs, ovn, libvirt = ovn_libvirt
+    config = tmp_path / "quantum.conf"
+    config.write_text(
+        f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 20\non_timeout = fail\n"
+    )
+    vdsm = VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)
+    vms = []
+    for index in (1, 2):
+        mac = f"02:00:00:00:f{index}:01"
+        port = new_id()
+        ovn.nbctl("lsp-add", "tenant", port, "--", "lsp-set-addresses", port, mac)
+        xml = DOMAIN.format(mode=f"ovn{index}", uuid=new_id())
+        domain = etree.fromstring(xml.encode())
+        for extra in domain.findall("devices/interface")[1:]:
+            extra.getparent().remove(extra)
+        domain.find("devices/interface/mac").set("address", mac)
+        set_vnic_properties(domain, mac, seed_properties("ovn", port))
+        vms.append((domain.findtext("name"), mac, "tap" + port[:11], domain))
+    (_, first_mac, _, _), (_, _, second_tap, _) = vms
+    started = []
+    try:
+        for name, _, _, domain in vms:
+            run = vdsm.start_vm(etree.tostring(domain))  # returns once OVN has wired it
+            started.append(run)
+            path = tmp_path / f"{name}.xml"
+            path.write_bytes(run.domain_xml)
+            libvirt.virsh("define", str(path))
+        # Listen on the second VM's tap for the first VM's DHCP request, then boot both.
+        listener = subprocess.Popen(
+            [
+                *ovs.netns_exec,
+                "tcpdump",
+                "-i",
+                second_tap,
+                "-c",
+                "1",
+                "-n",
+                "-l",
+                f"ether src {first_mac} and udp dst port 67",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1)  # tcpdump attaches
+        for name, _, _, _ in vms:
+            libvirt.virsh("start", name)
+        try:
+            out, err = listener.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            listener.kill()
+            out, err = listener.communicate()
+        assert listener.returncode == 0, err
+        assert first_mac in out and "BOOTP/DHCP, Request" in out, out
+    finally:
+        for name, _, _, _ in vms:
+            subprocess.run(["virsh", "-c", libvirt.uri, "destroy", name], capture_output=True)
+            subprocess.run(["virsh", "-c", libvirt.uri, "undefine", name], capture_output=True)
+        for run in started:
+            assert not vdsm.destroy_vm(run.domain_xml).failed
+    taps = {tap for _, _, tap, _ in vms}
+    assert not taps & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
