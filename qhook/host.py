@@ -20,7 +20,8 @@ def _call(request: wire.Request, config: Config) -> Dict[str, Any]:
     if os.geteuid() == 0:
         from qhook.privileged import execute
 
-        return execute(request, config)
+        # The same checks as through sudo: the request makes the same round trip.
+        return execute(wire.decode(wire.encode(request)), config)
     return _through_sudo(request, config)
 
 

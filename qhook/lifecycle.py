@@ -9,7 +9,7 @@ from qhook.caps import CAPS_KEY
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
-from qhook.vnic import TAP_PREFIX, QuantumVnic, claims, normalise_mac, normalise_uuid, parse_vnic
+from qhook.vnic import TAP_NAME, QuantumVnic, claims, normalise_mac, normalise_uuid, parse_vnic
 
 VnicInterface = Tuple[domxml.Element, QuantumVnic]
 
@@ -177,13 +177,9 @@ def before_vm_migrate_destination(context: HookContext) -> None:
 
 
 def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
-    """Tap names of interfaces in the shape our rewrite gives, metadata or not."""
-    names = []
-    for interface in interfaces:
-        target = domxml.interface_target(interface)
-        if target and target.startswith(TAP_PREFIX) and len(target) == len(TAP_PREFIX) + 11:
-            names.append(target)
-    return names
+    """Targets named as this package names taps, metadata or not (only ours get removed)."""
+    targets = (domxml.interface_target(interface) for interface in interfaces)
+    return [target for target in targets if target and TAP_NAME.fullmatch(target)]
 
 
 def _unplug(

@@ -19,6 +19,8 @@ from qhook.errors import PropertyError, shown
 
 TAP_PREFIX = "tap"
 ID_CHARS_IN_NAME = 11
+# The names this package gives taps: 'tap' + the first 11 characters of a lower-case UUID.
+TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")

@@ -7,17 +7,15 @@ missing, extra or of another type.
 """
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from qhook.errors import QhookError, shown
 from qhook.plumbing import Attachment
-from qhook.vnic import Plugin, normalise_mac, normalise_uuid
+from qhook.vnic import TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_ITEMS = 64
-TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
 
 PLUG = "plug"
 REPAIR = "repair"

@@ -112,11 +112,11 @@ def test_destroy_leaves_foreign_and_other_vms_objects_alone(vdsm, ovs):
     other = quantum_vm([seed_properties("openvswitch")], vm_uuid=new_id())
     started = vdsm.start_vm(to_bytes(domain))
     other_started = vdsm.start_vm(to_bytes(other))
-    _foreign_tap(ovs, "tapforeign0001")
-    _foreign_port(ovs, "tapforeign0002", "x")
+    _foreign_tap(ovs, "tapdeadbeef-a1")
+    _foreign_port(ovs, "tapdeadbeef-a2", "x")
     # The destroyed VM's XML also names the other VM's tap and the foreign ones.
     xml = started.domain_xml
-    for name in ["tapforeign0001", "tapforeign0002", *_taps(other)]:
+    for name in ["tapdeadbeef-a1", "tapdeadbeef-a2", *_taps(other)]:
         xml = xml.replace(
             b"</devices>",
             f'<interface type="ethernet"><target dev="{name}"'
@@ -125,16 +125,16 @@ def test_destroy_leaves_foreign_and_other_vms_objects_alone(vdsm, ovs):
     destroyed = vdsm.destroy_vm(xml)
     assert not destroyed.failed, destroyed.stderr
     assert _mine(ovs, _taps(domain)) == set()
-    assert _mine(ovs, ["tapforeign0001", "tapforeign0002", *_taps(other)]) == {
-        "tapforeign0001",
-        "tapforeign0002",
+    assert _mine(ovs, ["tapdeadbeef-a1", "tapdeadbeef-a2", *_taps(other)]) == {
+        "tapdeadbeef-a1",
+        "tapdeadbeef-a2",
         *_taps(other),
     }
     # Idempotent: destroying again finds nothing to do and says nothing.
     assert vdsm.destroy_vm(xml).stderr == ""
     vdsm.destroy_vm(other_started.domain_xml)
-    ovs.in_netns("ip", "link", "delete", "tapforeign0001")
-    ovs.vsctl("del-port", "tapforeign0002")
+    ovs.in_netns("ip", "link", "delete", "tapdeadbeef-a1")
+    ovs.vsctl("del-port", "tapdeadbeef-a2")
 
 
 def test_a_failure_half_way_undoes_the_taps_already_made(vdsm, ovs):
@@ -142,7 +142,7 @@ def test_a_failure_half_way_undoes_the_taps_already_made(vdsm, ovs):
         [
             seed_properties("linuxbridge"),
             seed_properties("openvswitch"),
-            seed_properties("linuxbridge", _extra='<mtu size="60"/>'),  # below Linux's minimum
+            seed_properties("linuxbridge", _extra='<mtu size="65535"/>'),  # above a tap's maximum
         ]
     )
     with pytest.raises(HookFailed) as failed:
