@@ -7,7 +7,7 @@ import sys
 from domains import EXAMPLE
 from lxml import etree
 
-from tools import hook_env, libvirt_defines, schema_valid
+from tools import hook_env, libvirt_defines, require_tool, schema_valid
 
 
 def _qhook(*args, env=None):
@@ -84,9 +84,14 @@ def test_version():
 
 def test_demo_runs_start_to_finish_and_leaves_nothing(ovs):
     """`qhook demo` (the README's first command) on its own private Open vSwitch."""
+    require_tool("ovn-controller")
     result = _qhook("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    # OVN, the agent, wired the Open vSwitch and OVN vNICs before the hook returned.
+    assert "8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b: up=true" in out
+    assert "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9: up=true" in out
+    assert "the agent has not wired tapc4d5e6f7-a8 within 3 s; starting anyway" in out
     assert "--- rewritten by the hooks to:" in out and '<target dev="tap8e5f2a1c-4b"' in out
     host_now, after_stop = out.split("==> the host now")[1:]
     assert "tap8e5f2a1c-4b  8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b" in host_now
