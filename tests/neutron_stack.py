@@ -1,0 +1,400 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A real Neutron for the tests: API (gunicorn), RPC server and neutron-openvswitch-agent,
+with MariaDB and RabbitMQ, on a private Open vSwitch in its own network namespace.
+
+Neutron 29 (PyPI) has no neutron-server command: the API is the WSGI app
+`neutron.wsgi.api:application` served by gunicorn. MariaDB runs in the host namespace
+without networking and is reached by its unix socket; RabbitMQ, the three Neutron
+processes and ovs-vswitchd share the sandbox namespace, where ovs-vswitchd connects to
+the agent's OpenFlow controller on 127.0.0.1. Every daemon is stopped by PID.
+"""
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from qhook.sandbox import OvsSandbox
+
+AGENT_HOST = "qhook-neutron-host"
+RABBIT_PORT = 5673
+_WSGI = """import sys
+sys.argv = ["neutron-api"]  # oslo.config must not parse gunicorn's arguments
+from neutron.wsgi.api import application  # noqa: E402,F401
+"""
+
+
+def _run(args: List[str], env: Optional[Dict[str, str]] = None, timeout: float = 120) -> str:
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _descendants(pid: int) -> List[int]:
+    found, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                children = []
+            found += children
+            stack += children
+    return found
+
+
+def _kill(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+class NeutronStack:
+    """Start with start(), stop with stop(); api() talks to the API over a unix socket."""
+
+    def __init__(self, directory: Path, venv: Path, netns: str):
+        self.dir = Path(directory)
+        self.venv = Path(venv)
+        self.ovs = OvsSandbox(self.dir / "ovs", netns)
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    # -- helpers ---------------------------------------------------------------
+    def _env(self, **extra: str) -> Dict[str, str]:
+        env = self.ovs.env
+        env["PATH"] = f"{self.venv}/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env.update(extra)
+        return env
+
+    def _spawn(self, label: str, args: List[str], netns: bool = True, **env: str) -> None:
+        out = open(self.dir / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
+        prefix = self.ovs.netns_exec if netns else []
+        self.processes[label] = subprocess.Popen(
+            [*prefix, *args],
+            env=self._env(**env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(self.dir),
+        )
+        out.close()
+
+    def _wait(self, what: str, ready, timeout: float, labels: List[str]) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready():
+                    return
+            except Exception:
+                pass
+            for label in labels:
+                if self.processes[label].poll() is not None:
+                    tail = (self.dir / f"{label}.out").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{label} exited: {tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not ready after {timeout} s")
+            time.sleep(0.2)
+
+    def api(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(60)
+        sock.connect(str(self.dir / "api.sock"))
+        connection = http.client.HTTPConnection("localhost", timeout=60)
+        connection.sock = sock
+        connection.request(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:1000]!r}")
+        return json.loads(data) if data else None
+
+    # -- configuration -----------------------------------------------------------
+    def _configure(self) -> None:
+        etc, state = self.dir / "etc", self.dir / "state"
+        for path in (etc, state / "lock", self.dir / "mysql"):
+            path.mkdir(parents=True, exist_ok=True)
+        transport = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/"
+        (etc / "neutron.conf").write_text(f"""[DEFAULT]
+host = {AGENT_HOST}
+core_plugin = ml2
+service_plugins =
+auth_strategy = noauth
+api_paste_config = {self.venv}/etc/neutron/api-paste.ini
+state_path = {state}
+transport_url = {transport}
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 1
+dhcp_agent_notification = false
+[database]
+connection = mysql+pymysql://neutron:qhook@localhost/neutron?unix_socket={self.dir}/mysql/mysql.sock&charset=utf8mb4
+[oslo_concurrency]
+lock_path = {state}/lock
+[agent]
+root_helper = env
+use_helper_for_ns_read = false
+""")
+        (etc / "ml2_conf.ini").write_text("""[ml2]
+type_drivers = flat,vlan
+tenant_network_types = vlan
+mechanism_drivers = openvswitch
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = physnet1
+[ml2_type_vlan]
+network_vlan_ranges = physnet1:100:199
+""")
+        (etc / "openvswitch_agent.ini").write_text(f"""[DEFAULT]
+host = {AGENT_HOST}
+transport_url = {transport}
+[agent]
+root_helper = env
+root_helper_daemon =
+tunnel_types =
+l2_population = false
+minimize_polling = true
+[ovs]
+integration_bridge = br-int
+bridge_mappings = physnet1:br-phys1
+datapath_type = netdev
+ovsdb_connection = {self.ovs.connection}
+of_listen_address = 127.0.0.1
+of_listen_port = 6633
+[securitygroup]
+firewall_driver = noop
+enable_security_group = false
+[oslo_concurrency]
+lock_path = {state}/lock
+""")
+        (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
+
+    # -- services ----------------------------------------------------------------
+    def _mariadb(self) -> None:
+        data, sock = self.dir / "mysql" / "data", self.dir / "mysql" / "mysql.sock"
+        _run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={data}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ]
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--socket={sock}",
+                "--skip-networking",
+                f"--pid-file={self.dir}/mysql/mysqld.pid",
+                "--user=root",
+                f"--log-error={self.dir}/mysql/error.log",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=2",
+            ],
+            netns=False,
+        )
+        ping = ["mariadb-admin", "--no-defaults", "-S", str(sock), "-uroot", "ping"]
+        self._wait(
+            "MariaDB",
+            lambda: subprocess.run(ping, capture_output=True).returncode == 0,
+            60,
+            ["mariadbd"],
+        )
+        _run(
+            [
+                "mariadb",
+                "--no-defaults",
+                "-S",
+                str(sock),
+                "-uroot",
+                "-e",
+                "CREATE DATABASE neutron CHARACTER SET utf8mb4;"
+                "CREATE USER 'neutron'@'localhost' IDENTIFIED BY 'qhook';"
+                "GRANT ALL ON neutron.* TO 'neutron'@'localhost';",
+            ]
+        )
+
+    def _rabbit_env(self) -> Dict[str, str]:
+        base = self.dir / "rabbit"
+        return {
+            "HOME": str(base / "home"),
+            "RABBITMQ_NODENAME": "qhook@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(RABBIT_PORT),
+            "RABBITMQ_DIST_PORT": "25673",
+            "ERL_EPMD_PORT": "4370",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def _rabbitmq(self) -> None:
+        base = self.dir / "rabbit"
+        for sub in ("home", "mnesia", "log"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        (base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{RABBIT_PORT}\nloopback_users.guest = true\n"
+        )
+        (base / "enabled_plugins").write_text("[].\n")
+        (base / "rabbitmq-env.conf").write_text("")
+        env = self._rabbit_env()
+        # Our own epmd in the foreground, or Erlang daemonizes one we could not stop.
+        self._spawn("epmd", ["epmd", "-port", "4370", "-address", "127.0.0.1"], **env)
+        time.sleep(0.2)
+        self._spawn("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], **env)
+        _run(
+            [
+                *self.ovs.netns_exec,
+                "/usr/lib/rabbitmq/bin/rabbitmqctl",
+                "wait",
+                "--timeout",
+                "90",
+                str(base / "rabbit.pid"),
+            ],
+            self._env(**env),
+            timeout=120,
+        )
+
+    def start(self) -> "NeutronStack":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.ovs.start()
+            self.ovs.add_bridge("br-phys1")
+            self._configure()
+            self._mariadb()
+            self._rabbitmq()
+            etc = self.dir / "etc"
+            configs = [
+                "--config-file",
+                f"{etc}/neutron.conf",
+                "--config-file",
+                f"{etc}/ml2_conf.ini",
+            ]
+            _run(
+                [f"{self.venv}/bin/neutron-db-manage", *configs, "upgrade", "heads"],
+                self._env(),
+                timeout=600,
+            )
+            self._spawn(
+                "neutron-api",
+                [
+                    f"{self.venv}/bin/gunicorn",
+                    "--workers",
+                    "1",
+                    "--bind",
+                    "127.0.0.1:9696",
+                    "--bind",
+                    f"unix:{self.dir}/api.sock",
+                    "--timeout",
+                    "300",
+                    "--chdir",
+                    str(self.dir),
+                    "qhook_neutron_api:application",
+                ],
+                OS_NEUTRON_CONFIG_DIR=str(etc),
+                OS_NEUTRON_CONFIG_FILES="neutron.conf;ml2_conf.ini",
+            )
+            self._wait(
+                "the API",
+                lambda: self.api("GET", "/v2.0/networks") is not None,
+                180,
+                ["neutron-api"],
+            )
+            self._spawn(
+                "neutron-rpc-server",
+                [
+                    f"{self.venv}/bin/neutron-rpc-server",
+                    *configs,
+                    "--log-file",
+                    f"{self.dir}/rpc-server.log",
+                ],
+            )
+            self._spawn(
+                "neutron-openvswitch-agent",
+                [
+                    f"{self.venv}/bin/neutron-openvswitch-agent",
+                    "--config-file",
+                    f"{etc}/neutron.conf",
+                    "--config-file",
+                    f"{etc}/openvswitch_agent.ini",
+                    "--log-file",
+                    f"{self.dir}/ovs-agent.log",
+                ],
+            )
+            self._wait(
+                "the OVS agent",
+                self._agent_alive,
+                180,
+                ["neutron-openvswitch-agent", "neutron-rpc-server", "neutron-api"],
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _agent_alive(self) -> bool:
+        agents = self.api("GET", "/v2.0/agents?binary=neutron-openvswitch-agent")["agents"]
+        return any(a["host"] == AGENT_HOST and a["alive"] for a in agents)
+
+    def stop(self) -> None:
+        """Stop every daemon by PID (Neutron's take their time: 5 s, then SIGKILL)."""
+        for group, grace in (
+            (["neutron-openvswitch-agent", "neutron-rpc-server", "neutron-api"], 5),
+            (["rabbitmq"], 30),
+            (["epmd", "mariadbd"], 30),
+        ):
+            trees = {}
+            for label in group:
+                process = self.processes.pop(label, None)
+                if process is None or process.poll() is not None:
+                    continue
+                trees[label] = (process, _descendants(process.pid))
+                if label == "rabbitmq":
+                    pidfile = self.dir / "rabbit" / "rabbit.pid"
+                    if pidfile.exists() and pidfile.read_text().strip().isdigit():
+                        _kill([int(pidfile.read_text().strip())], signal.SIGTERM)
+                else:
+                    _kill(trees[label][1], signal.SIGTERM)
+                process.terminate()
+            deadline = time.monotonic() + grace
+            for process, tree in trees.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _kill(_descendants(process.pid) + tree, signal.SIGKILL)
+                    process.kill()
+                    process.wait(timeout=10)
+                _kill([pid for pid in tree if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+        # What is left in the namespace (privsep-helper, an ovsdb-client monitor, ...).
+        keep = {process.pid for process in self.ovs.processes.values()}
+        listed = subprocess.run(
+            ["ip", "netns", "pids", self.ovs.name], capture_output=True, text=True, check=False
+        ).stdout.split()
+        _kill([int(pid) for pid in listed if int(pid) not in keep], signal.SIGKILL)
+        self.ovs.stop()
