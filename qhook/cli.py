@@ -153,6 +153,25 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail("demo: interrupted; everything it started is stopped")
 
 
+def _hooks(args: argparse.Namespace) -> int:
+    """Print one hook script, or install all of them, for a host without the RPM."""
+    interpreter = args.interpreter or sys.executable
+    if args.action == "print":
+        if args.point not in HOOK_POINTS:
+            return _fail(f"{args.point!a} is not a hook point of this package")
+        sys.stdout.write(hookscripts.render(args.point, interpreter))
+        return 0
+    directory = Path(args.dir)
+    for point in sorted(HOOK_POINTS):
+        script = directory / point / hookscripts.SCRIPT_NAME
+        if script.exists() and "qhook.hooking" not in script.read_text(errors="replace"):
+            return _fail(f"{script} exists and is not this package's; nothing installed")
+    hookscripts.write_tree(directory, sorted(HOOK_POINTS), interpreter)
+    for point in sorted(HOOK_POINTS):
+        print(directory / point / hookscripts.SCRIPT_NAME)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qhook", description=f"{PROGRAM}: oVirt vNICs on Quantum/Neutron networks."
@@ -201,6 +220,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("domxml", nargs="?", help="domain XML (default: the bundled example)")
     demo.add_argument("--keep", action="store_true", help="leave the VM plugged to explore")
     demo.set_defaults(handler=_demo)
+
+    hooks = commands.add_parser(
+        "hooks",
+        help="print or install the hook scripts (hosts without the RPM)",
+        description="Print one hook script, or install one per hook point into VDSM's "
+        "hooks directory, each calling qhook with this (or the given) interpreter.",
+    )
+    hooks.add_argument("action", choices=["print", "install"])
+    hooks.add_argument("point", nargs="?", help="with print: the hook point")
+    hooks.add_argument("--dir", default="/usr/libexec/vdsm/hooks", help="with install")
+    hooks.add_argument("--interpreter", help="the Python for the scripts (default: this one)")
+    hooks.set_defaults(handler=_hooks)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),

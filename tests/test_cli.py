@@ -99,3 +99,50 @@ def test_demo_runs_start_to_finish_and_leaves_nothing(ovs):
     assert "nothing of ours is left" in after_stop and "tap" not in after_stop.split("STALE")[1]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "qhook-demo-" not in netns
+
+
+def test_hooks_print_and_install_for_a_host_without_the_rpm(tmp_path):
+    from qhook.hookscripts import render
+    from qhook.lifecycle import HOOK_POINTS
+
+    printed = _qhook("hooks", "print", "before_vm_start", "--interpreter", "/usr/bin/python3")
+    assert printed.stdout == render("before_vm_start", "/usr/bin/python3")
+    assert _qhook("hooks", "print", "before_everything").returncode == 2
+    installed = _qhook("hooks", "install", "--dir", str(tmp_path))
+    assert installed.returncode == 0, installed.stderr
+    for point in HOOK_POINTS:
+        script = tmp_path / point / "50_quantum"
+        assert script.read_text() == render(point, sys.executable)
+        assert script.stat().st_mode & 0o777 == 0o755
+    foreign = tmp_path / "before_vm_start" / "50_quantum"
+    foreign.write_text("#!/bin/sh\\necho someone else's\\n")
+    refused = _qhook("hooks", "install", "--dir", str(tmp_path))
+    assert refused.returncode == 2 and "is not this package's; nothing installed" in refused.stderr
+    assert "someone else's" in foreign.read_text()
+
+
+def test_pip_installs_the_package_and_its_commands(tmp_path):
+    from tools import REPO
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(tmp_path / "target"),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    target = tmp_path / "target"
+    assert (target / "qhook" / "hooking.py").exists()
+    for command in ("qhook", "qhook-privileged"):
+        assert (target / "bin" / command).exists(), command
