@@ -146,7 +146,7 @@ def _demo(args: argparse.Namespace) -> int:
     from qhook.sandbox import SandboxError
 
     try:
-        return run_demo(args.domxml, args.keep, _show_interfaces)
+        return run_demo(args.domxml, args.keep, _show_interfaces, with_vm=not args.no_vm)
     except (SandboxError, OSError) as error:
         return _fail(f"demo: {error}")
     except KeyboardInterrupt:
@@ -213,12 +213,14 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="start and stop a VM through the hooks on a private Open vSwitch (root)",
+        help="a VM's life through the hooks, on a private Open vSwitch, OVN and libvirt (root)",
         description="Run a VM's start and stop through the hooks as VDSM would, on a private "
-        "Open vSwitch in its own network namespace, and show what happens on the host.",
+        "Open vSwitch with OVN as the agent and a real libvirt VM, in a network namespace of "
+        "their own, and show what happens on the host.",
     )
     demo.add_argument("domxml", nargs="?", help="domain XML (default: the bundled example)")
-    demo.add_argument("--keep", action="store_true", help="leave the VM plugged to explore")
+    demo.add_argument("--keep", action="store_true", help="leave it all running to explore")
+    demo.add_argument("--no-vm", action="store_true", help="run the hooks without booting a VM")
     demo.set_defaults(handler=_demo)
 
     hooks = commands.add_parser(

@@ -1,25 +1,29 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""`qhook demo`: a VM's start and stop run through the hooks as VDSM would, on a private
-Open vSwitch with OVN as the agent in its own network namespace, showing what happens on
-the "host"."""
+"""`qhook demo`: a VM's life run through the hooks as VDSM would, on a private Open
+vSwitch with OVN as the agent and a real libvirt, all in one network namespace, showing
+step by step what happens on the "host"."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from qhook import domxml, hookscripts
 from qhook.errors import QhookError
 from qhook.lifecycle import HOOK_POINTS
-from qhook.sandbox import OvnSandbox, OvsSandbox
+from qhook.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
-from qhook.vnic import Plugin, parse_vnic
+from qhook.vnic import Plugin, QuantumVnic, parse_vnic
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quantum-vm.xml"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_VM = EXAMPLES / "ovirt-demo-vm.xml"
 LINUX_BRIDGE_WAIT = 3
+DHCP_WAIT = 60
+QEMU_PATHS = ("/usr/bin/qemu-system-x86_64", "/usr/libexec/qemu-kvm")
 
 
 def _step(title: str) -> float:
@@ -41,27 +45,124 @@ def _status(sandbox: OvsSandbox, config: Path) -> None:
     print(output.stdout.rstrip() or output.stderr.rstrip())
 
 
+def _vnics(domain_xml: bytes) -> List[QuantumVnic]:
+    domain = domxml.parse(domain_xml, "domain XML").root
+    properties = domxml.device_properties(domain)
+    found = []
+    for interface in domxml.interfaces(domain):
+        mac = (domxml.interface_mac(interface) or "").lower()
+        try:
+            vnic = parse_vnic(properties.get(mac, {}), mac)
+        except QhookError:
+            continue  # the hooks will say what is wrong with it
+        if vnic is not None:
+            found.append(vnic)
+    return found
+
+
+def _logical_ports(vnics: List[QuantumVnic], ovn: OvnSandbox) -> List[str]:
+    """What the engine and Neutron would have made: a logical port per OVS/OVN vNIC."""
+    ovn.nbctl("ls-add", "demo")
+    ports = []
+    for vnic in vnics:
+        if vnic.plugin is not Plugin.LINUXBRIDGE:
+            ovn.nbctl(
+                "lsp-add", "demo", vnic.host_id, "--", "lsp-set-addresses", vnic.host_id, vnic.mac
+            )
+            ports.append(vnic.host_id)
+    return ports
+
+
+def _libvirt_wanted(with_vm: bool) -> Tuple[bool, str]:
+    if not with_vm:
+        return False, "--no-vm"
+    missing = [tool for tool in ("libvirtd", "virsh", "tcpdump") if not shutil.which(tool)]
+    if not any(os.path.exists(path) for path in QEMU_PATHS):
+        missing.append("QEMU")
+    return (not missing, f"{', '.join(missing)} not installed" if missing else "")
+
+
+def _boot(
+    libvirt: LibvirtSandbox, sandbox: OvsSandbox, domain_xml: bytes, work: Path, first: QuantumVnic
+) -> str:
+    """Define and start the VM in libvirt; wait for its firmware's first DHCP request."""
+    emulator = next(path for path in QEMU_PATHS if os.path.exists(path))
+    document = domxml.parse(domain_xml, "domain XML")
+    element = document.root.find("devices/emulator")
+    if element is not None:
+        element.text = emulator
+    path = work / "libvirt-domain.xml"
+    path.write_bytes(domxml.serialize(document))
+    name = document.root.findtext("name") or "demo"
+    libvirt.virsh("define", str(path))
+    listener = subprocess.Popen(
+        [
+            *sandbox.netns_exec,
+            "tcpdump",
+            "-i",
+            first.tap_name,
+            "-c",
+            "1",
+            "-n",
+            "-l",
+            "-e",
+            f"ether src {first.mac} and udp dst port 67",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)  # tcpdump attaches
+        began = time.monotonic()
+        libvirt.virsh("start", name)
+        print(f"    virsh start {name}: QEMU runs, the firmware boots from the network")
+        try:
+            line, _ = listener.communicate(timeout=DHCP_WAIT)
+        except subprocess.TimeoutExpired:
+            line = ""
+        if line.strip():
+            print(
+                f"    {time.monotonic() - began:.1f} s after the start, on {first.tap_name} "
+                f"(port of the integration bridge):\n    {line.strip()}"
+            )
+        else:
+            print(f"    no DHCP request from {first.mac} within {DHCP_WAIT} s")
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    return name
+
+
 def run_demo(
-    domxml: Optional[str], keep: bool, show_interfaces: Callable[[bytes, bytes], None]
+    domxml_path: Optional[str],
+    keep: bool,
+    show_interfaces: Callable[[bytes, bytes], None],
+    with_vm: bool = True,
 ) -> int:
     """The whole demo; returns the exit code."""
-    path = Path(domxml) if domxml else EXAMPLE
+    path = Path(domxml_path) if domxml_path else DEMO_VM
     if not path.exists():
         raise OSError(f"{path} does not exist: name a domain XML with oVirt metadata")
     original = path.read_bytes()
+    vnics = _vnics(original)
     work = Path(tempfile.mkdtemp(prefix="qhook-demo-"))
     sandbox = OvsSandbox(work / "ovs", f"qhook-demo-{os.getpid()}")
     ovn = OvnSandbox(sandbox, system_id="qhook-demo-host")
+    use_libvirt, why_not = _libvirt_wanted(with_vm)
+    libvirt = LibvirtSandbox(work / "libvirt", sandbox) if use_libvirt else None
     config = work / "quantum.conf"
     hooks = work / "hooks"
+    vm_name = None
     try:
         started = _step(
-            f"starting a private Open vSwitch and OVN (the agent) in network namespace "
-            f"{sandbox.name}"
+            f"starting a private Open vSwitch and OVN (the agent) in network "
+            f"namespace {sandbox.name}"
         )
         sandbox.start()
         ovn.start()
-        ports = _logical_ports(original, ovn)
+        ports = _logical_ports(vnics, ovn)
         config.write_text(
             f"[ovs]\nconnection = {sandbox.connection}\ntimeout = 5\n"
             f"[wiring]\ntimeout = {LINUX_BRIDGE_WAIT}\n"
@@ -69,15 +170,26 @@ def run_demo(
         hookscripts.write_tree(hooks, HOOK_POINTS, sys.executable)
         _done(started)
         print(f"    logical switch 'demo' with ports {', '.join(ports) or '(none)'}")
-        print(
-            "    (no Linux bridge agent runs here: a Linux bridge vNIC waits "
-            f"{LINUX_BRIDGE_WAIT} s and starts anyway)"
-        )
+        if any(vnic.plugin is Plugin.LINUXBRIDGE for vnic in vnics):
+            print(
+                "    (no Linux bridge agent runs here: a Linux bridge vNIC waits "
+                f"{LINUX_BRIDGE_WAIT} s and starts anyway)"
+            )
+        if libvirt is not None:
+            started = _step(
+                "starting libvirtd in the same namespace (the first start probes "
+                "QEMU for a few seconds)"
+            )
+            libvirt.start()
+            _done(started)
+        else:
+            print(f"    (no VM will boot: {why_not})")
 
         env = dict(os.environ, QHOOK_CONFIG=str(config))
         vdsm = VdsmEmulator(hooks, env, wrapper=sandbox.netns_exec)
         started = _step(
-            f"starting VM {path.name}: before_device_create per vNIC, then before_vm_start"
+            f"VM {path.name}: before_device_create per vNIC, then before_vm_start "
+            "(which plugs the vNICs and waits for the agent)"
         )
         start = vdsm.start_vm(original, data_dir=str(work))
         _done(started)
@@ -88,8 +200,7 @@ def run_demo(
 
         started = _step("the agent's view: OVN logical ports, up once wired (ovn-nbctl)")
         for port in ports:
-            up = ovn.nbctl("get", "Logical_Switch_Port", port, "up").strip()
-            print(f"    {port}: up={up}")
+            print(f"    {port}: up={ovn.nbctl('get', 'Logical_Switch_Port', port, 'up').strip()}")
         _done(started)
 
         started = _step("the host now: our taps and integration-bridge ports (qhook status)")
@@ -103,11 +214,19 @@ def run_demo(
             ).rstrip()
         )
         _done(started)
+
+        if libvirt is not None and vnics:
+            started = _step("libvirt starts the VM; the guest's first DHCP request arrives")
+            vm_name = _boot(libvirt, sandbox, start.domain_xml, work, vnics[0])
+            _done(started)
         if keep:
-            _explore(sandbox, ovn, config)
+            _explore(sandbox, ovn, libvirt, config)
             return 0
 
-        started = _step("stopping the VM: after_vm_destroy")
+        started = _step("stopping the VM: virsh destroy, then after_vm_destroy")
+        if vm_name is not None and libvirt is not None:
+            libvirt.virsh("destroy", vm_name)
+            libvirt.virsh("undefine", vm_name)
         destroyed = vdsm.destroy_vm(start.domain_xml, data_dir=str(work))
         for line in destroyed.stderr.splitlines():
             print(f"    [after_vm_destroy] {line}")
@@ -117,36 +236,25 @@ def run_demo(
         return 1 if destroyed.failed else 0
     finally:
         if not keep:
+            if libvirt is not None:
+                libvirt.stop()
             ovn.stop()
             sandbox.stop()
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def _logical_ports(domain_xml: bytes, ovn: OvnSandbox) -> List[str]:
-    """What the engine and Neutron would have made: a logical port per OVS/OVN vNIC."""
-    domain = domxml.parse(domain_xml, "domain XML").root
-    properties = domxml.device_properties(domain)
-    ovn.nbctl("ls-add", "demo")
-    ports = []
-    for interface in domxml.interfaces(domain):
-        mac = (domxml.interface_mac(interface) or "").lower()
-        try:
-            vnic = parse_vnic(properties.get(mac, {}), mac)
-        except QhookError:
-            continue  # the hooks will say what is wrong with it
-        if vnic is not None and vnic.plugin is not Plugin.LINUXBRIDGE:
-            ovn.nbctl(
-                "lsp-add", "demo", vnic.host_id, "--", "lsp-set-addresses", vnic.host_id, vnic.mac
-            )
-            ports.append(vnic.host_id)
-    return ports
-
-
-def _explore(sandbox: OvsSandbox, ovn: OvnSandbox, config: Path) -> None:
-    pids = [process.pid for process in (*ovn.processes.values(), *sandbox.processes.values())]
+def _explore(
+    sandbox: OvsSandbox, ovn: OvnSandbox, libvirt: Optional[LibvirtSandbox], config: Path
+) -> None:
+    processes = [*ovn.processes.values(), *sandbox.processes.values()]
+    if libvirt is not None and libvirt.process is not None:
+        processes.append(libvirt.process)
     print(
         f"\nLeft running (--keep). Explore, then clean up:\n"
         f"  ip netns exec {sandbox.name} {sys.executable} -m qhook.cli status --config {config}\n"
         f"  ovs-vsctl --db={sandbox.connection} show\n"
-        f"  ip netns exec {sandbox.name} ip -d link\n"
-        f"  kill {' '.join(str(p) for p in pids)}; ip netns delete {sandbox.name}"
+        f"  ip netns exec {sandbox.name} ip -d link"
     )
+    if libvirt is not None:
+        print(f"  virsh -c '{libvirt.uri}' list --all")
+    print(f"  kill {' '.join(str(p.pid) for p in processes)}; ip netns delete {sandbox.name}")

@@ -82,23 +82,35 @@ def test_version():
     assert _qhook("--version").stdout.strip() == f"qhook {__version__}"
 
 
-def test_demo_runs_start_to_finish_and_leaves_nothing(ovs):
-    """`qhook demo` (the README's first command) on its own private Open vSwitch."""
-    require_tool("ovn-controller")
+def test_demo_runs_a_real_vm_start_to_finish_and_leaves_nothing(ovs):
+    """`qhook demo` (the README's first command): OVS, OVN and libvirt of its own."""
+    for tool in ("ovn-controller", "libvirtd", "tcpdump"):
+        require_tool(tool)
     result = _qhook("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # OVN, the agent, wired the Open vSwitch and OVN vNICs before the hook returned.
+    assert '<target dev="tap8e5f2a1c-4b" managed="no"/>' in out and "filterref" in out
+    # OVN, the agent, wired both vNICs before the hook returned.
     assert "8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b: up=true" in out
     assert "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9: up=true" in out
-    assert "the agent has not wired tapc4d5e6f7-a8 within 3 s; starting anyway" in out
-    assert "--- rewritten by the hooks to:" in out and '<target dev="tap8e5f2a1c-4b"' in out
-    host_now, after_stop = out.split("==> the host now")[1:]
-    assert "tap8e5f2a1c-4b  8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b" in host_now
-    assert 'iface-id="f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"' in host_now
-    assert "nothing of ours is left" in after_stop and "tap" not in after_stop.split("STALE")[1]
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "qhook-demo-" not in netns
+    assert 'ovn-installed="true"' in out
+    # The guest's firmware sent its DHCP request through the vNIC's tap.
+    assert "BOOTP/DHCP, Request from 00:1a:4a:16:01:00" in out
+    assert "nothing of ours is left" in out and "tap" not in out.rsplit("STALE", 1)[1]
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "qhook-demo-" not in listed
+    left = subprocess.run(["pgrep", "-f", "qhook-demo-"], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
+
+
+def test_demo_without_a_vm_on_another_domain():
+    require_tool("ovn-controller")
+    from domains import EXAMPLE as OTHER
+
+    result = _qhook("demo", "--no-vm", str(OTHER))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(no VM will boot: --no-vm)" in result.stdout
+    assert "the agent has not wired tapc4d5e6f7-a8 within 3 s; starting anyway" in result.stdout
 
 
 def test_hooks_print_and_install_for_a_host_without_the_rpm(tmp_path):
