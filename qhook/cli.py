@@ -5,6 +5,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -172,6 +173,29 @@ def _hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def engine_config_command(cluster_version: str) -> str:
+    """The engine-config command that defines the seed's vNIC custom properties."""
+    from qhook.vnic import SEED_IDS, SEED_PLUGINS
+
+    plugins = "|".join(sorted(SEED_PLUGINS))
+    properties = [f"plugin=^({plugins})$"] + [f"{name}=^{UUID_PATTERN}$" for name in SEED_IDS]
+    value = "{type=interface;prop={" + ";".join(properties) + "}}"
+    return f"engine-config -s CustomDeviceProperties='{value}' --cver={cluster_version}"
+
+
+def _engine_config(args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"\d+\.\d+", args.cver):
+        return _fail(f"--cver {args.cver!a} is not a cluster version such as 4.7")
+    print("# On the engine machine; this sets the interface custom properties of that")
+    print("# cluster version: merge with those `engine-config -g CustomDeviceProperties`")
+    print("# shows, then restart ovirt-engine.")
+    print(engine_config_command(args.cver))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qhook", description=f"{PROGRAM}: oVirt vNICs on Quantum/Neutron networks."
@@ -234,6 +258,16 @@ def _parser() -> argparse.ArgumentParser:
     hooks.add_argument("--dir", default="/usr/libexec/vdsm/hooks", help="with install")
     hooks.add_argument("--interpreter", help="the Python for the scripts (default: this one)")
     hooks.set_defaults(handler=_hooks)
+
+    engine = commands.add_parser(
+        "engine-config",
+        help="print the engine-config command defining the vNIC custom properties",
+        description="Print the engine-config command that defines the custom device "
+        "properties (plugin, q_network_id, q_port_id, q_attachment_id) for interfaces, "
+        "with strict patterns, for a cluster version.",
+    )
+    engine.add_argument("--cver", default="4.7", help="cluster version (default 4.7)")
+    engine.set_defaults(handler=_engine_config)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),
