@@ -30,6 +30,37 @@ def _run(args: List[str], env: Optional[Dict[str, str]] = None, timeout: float =
     return done.stdout
 
 
+def _spawn(
+    directory: Path, label: str, command: List[str], env: Dict[str, str]
+) -> subprocess.Popen:
+    """Start a daemon in the foreground, its output in DIRECTORY/LABEL.out."""
+    with open(directory / f"{label}.out", "wb") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+
+
+def _stop(processes: Dict[str, subprocess.Popen], labels: List[str]) -> None:
+    """Stop these daemons by PID, in this order: SIGTERM, then SIGKILL after 10 s."""
+    for label in labels:
+        process = processes.pop(label, None)
+        if process is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)  # in case a test left it stopped
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 class OvsSandbox:
     """ovsdb-server + ovs-vswitchd in network namespace `name`, files under `directory`."""
 
@@ -70,16 +101,7 @@ class OvsSandbox:
         return _run([*self.netns_exec, *args], self.env)
 
     def _daemon(self, label: str, args: List[str]) -> None:
-        log = open(self.directory / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
-        self.processes[label] = subprocess.Popen(
-            [*self.netns_exec, *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
+        self.processes[label] = _spawn(self.directory, label, [*self.netns_exec, *args], self.env)
 
     def _wait_for(self, what: str, ready, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -151,17 +173,7 @@ class OvsSandbox:
 
     def stop(self) -> None:
         """Stop the daemons by PID and delete the namespace; safe to call twice."""
-        for label in ("ovs-vswitchd", "ovsdb-server"):
-            process = self.processes.pop(label, None)
-            if process is None:
-                continue
-            os.kill(process.pid, signal.SIGCONT)  # in case a test left it stopped
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        _stop(self.processes, ["ovs-vswitchd", "ovsdb-server"])
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
 
 
@@ -231,27 +243,20 @@ class LibvirtSandbox:
         (self.directory / "etc" / "qemu.conf").write_text(_QEMU_CONF)
         for path in _MOUNT_POINTS:
             os.makedirs(path, exist_ok=True)  # empty mount points, as the package makes
-        out = open(self.directory / "libvirtd.out", "wb")  # noqa: SIM115 - kept by Popen
-        self.process = subprocess.Popen(
-            [
-                *self.ovs.netns_exec,
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                _LIBVIRTD_START,
-                "libvirtd",
-                str(self.directory.resolve()),
-                str(self.ovs.directory.resolve()),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        out.close()
+        command = [
+            *self.ovs.netns_exec,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            _LIBVIRTD_START,
+            "libvirtd",
+            str(self.directory.resolve()),
+            str(self.ovs.directory.resolve()),
+        ]
+        self.process = _spawn(self.directory, "libvirtd", command, dict(os.environ))
         socket = self.directory / "run" / "libvirt-sock"
         deadline = time.monotonic() + 60
         while not socket.exists():
@@ -315,17 +320,8 @@ class OvnSandbox:
         return _run(["ovn-sbctl", f"--db={self.db('sb')}", "--timeout=10", *args], self.env)
 
     def _daemon(self, label: str, args: List[str], in_netns: bool = False) -> None:
-        out = open(self.directory / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
         prefix = self.ovs.netns_exec if in_netns else []
-        self.processes[label] = subprocess.Popen(
-            [*prefix, *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        out.close()
+        self.processes[label] = _spawn(self.directory, label, [*prefix, *args], self.env)
 
     def _wait_for(self, path: Path, label: str) -> None:
         deadline = time.monotonic() + 20
@@ -402,15 +398,4 @@ class OvnSandbox:
         return self.processes[label].pid
 
     def stop(self) -> None:
-        for label in ("ovn-controller", "ovn-northd", "sb-server", "nb-server"):
-            process = self.processes.pop(label, None)
-            if process is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        _stop(self.processes, ["ovn-controller", "ovn-northd", "sb-server", "nb-server"])

@@ -60,10 +60,17 @@ def _logical_ports(ovn, domain):
         ovn.nbctl("lsp-add", "tenant", port, "--", "lsp-set-addresses", port, mac)
 
 
-def _after(seconds, action):
+def _start_while(vdsm, domain, seconds, action):
+    """Start the VM while `action` (an agent's work) runs `seconds` later; the start and
+    how long it took."""
     timer = threading.Timer(seconds, action)
     timer.start()
-    return timer
+    began = time.monotonic()
+    try:
+        started = vdsm.start_vm(to_bytes(domain))
+    finally:
+        timer.join()
+    return started, time.monotonic() - began
 
 
 @pytest.mark.parametrize("count", [1, 4])
@@ -78,13 +85,7 @@ def test_start_returns_once_ovn_has_installed_every_port(count, ovn_host, tmp_pa
     domain = quantum_vm(vnics)
     vdsm = _vdsm(ovs, tmp_path, timeout=20)
     # The logical ports appear only 1.5 s after the start begins: the hook must wait.
-    timer = _after(1.5, lambda: _logical_ports(ovn, domain))
-    began = time.monotonic()
-    try:
-        started = vdsm.start_vm(to_bytes(domain))
-    finally:
-        timer.join()
-    took = time.monotonic() - began
+    started, took = _start_while(vdsm, domain, 1.5, lambda: _logical_ports(ovn, domain))
     assert 1.5 <= took < 15, took
     assert not any(run.stderr for run in started.runs), [r.stderr for r in started.runs]
     rows = hoststate.ovs_interfaces(ovs)
@@ -157,13 +158,8 @@ def test_linux_bridge_ports_are_wired_when_the_tap_gets_a_master(ovn_host, tmp_p
             time.sleep(0.05)
         ovs.in_netns("ip", "link", "set", tap, "master", bridge)
 
-    timer = _after(1.0, enslave)
-    began = time.monotonic()
-    try:
-        started = vdsm.start_vm(to_bytes(domain))
-    finally:
-        timer.join()
-    assert 1.0 <= time.monotonic() - began < 15
+    started, took = _start_while(vdsm, domain, 1.0, enslave)
+    assert 1.0 <= took < 15
     assert started.runs[-1].stderr == ""
     assert hoststate.links(ovs)[tap].get("master") == bridge
     assert not vdsm.destroy_vm(started.domain_xml).failed
@@ -195,13 +191,8 @@ def test_the_ovs_agent_condition_is_its_tag_and_net_uuid(ovn_host, tmp_path):
             "other_config:segmentation_id=101",
         )
 
-    timer = _after(0.5, agent)
-    began = time.monotonic()
-    try:
-        started = vdsm.start_vm(to_bytes(domain))
-    finally:
-        timer.join()
-    assert 1.0 <= time.monotonic() - began < 15
+    started, took = _start_while(vdsm, domain, 0.5, agent)
+    assert 1.0 <= took < 15
     assert started.runs[-1].stderr == ""
     assert ovs.vsctl("get", "Port", tap, "tag").strip() == "7"
     assert not vdsm.destroy_vm(started.domain_xml).failed
