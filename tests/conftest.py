@@ -4,13 +4,15 @@ and a VDSM-like runner that runs the checkout's hook scripts inside it."""
 
 import os
 import secrets
+from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
+from neutron_stack import NeutronStack
 
 from qhook.sandbox import OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
-from tools import HOOKS_DIR, hook_env, require_tool, run_hook
+from tools import HOOKS_DIR, REPO, hook_env, require_tool, run_hook
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +66,23 @@ def hook(ovs):
         return run_hook(point, data_file, env, ovs.netns_exec)
 
     return run
+
+
+NEUTRON_VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))
+
+
+@pytest.fixture(scope="session")
+def neutron(tmp_path_factory):
+    if not (NEUTRON_VENV / "bin" / "neutron-openvswitch-agent").exists():
+        message = f"no Neutron in {NEUTRON_VENV} (tools/bootstrap --test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    stack = NeutronStack(
+        tmp_path_factory.mktemp("neutron"),
+        NEUTRON_VENV,
+        f"qhook-neutron-{os.getpid()}-{secrets.token_hex(3)}",
+    )
+    stack.start()
+    yield stack
+    stack.stop()

@@ -2,38 +2,15 @@
 """With the real Neutron Open vSwitch agent: a port bound to the agent's host, plugged by
 the hooks; the start returns once the agent has tagged it, and Neutron says ACTIVE."""
 
-import os
-import secrets
 import time
 import uuid
-from pathlib import Path
 
 import hoststate
-import pytest
 from domains import quantum_vm, to_bytes
-from neutron_stack import AGENT_HOST, NeutronStack
+from neutron_stack import AGENT_HOST
 
 from qhook.vdsm_emulator import VdsmEmulator
-from tools import HOOKS_DIR, REPO, hook_env
-
-NEUTRON_VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))
-
-
-@pytest.fixture(scope="module")
-def neutron(tmp_path_factory):
-    if not (NEUTRON_VENV / "bin" / "neutron-openvswitch-agent").exists():
-        message = f"no Neutron in {NEUTRON_VENV} (tools/bootstrap --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    stack = NeutronStack(
-        tmp_path_factory.mktemp("neutron"),
-        NEUTRON_VENV,
-        f"qhook-neutron-{os.getpid()}-{secrets.token_hex(3)}",
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+from tools import HOOKS_DIR, hook_env
 
 
 def _port_status(neutron, port_id):
