@@ -5,13 +5,12 @@ else through the privileged helper with `sudo -n` (VDSM runs hooks as `vdsm`).""
 import contextlib
 import json
 import os
-import subprocess
 from typing import Any, Dict, List, Sequence, Tuple
 
 from qhook import wire
+from qhook.attachment import Attachment, Plugged
 from qhook.config import Config
 from qhook.errors import QhookError, one_line
-from qhook.plumbing import Attachment, Plugged
 
 SUDOERS_FILE = "/etc/sudoers.d/50_vdsm_hook_quantum"
 
@@ -26,6 +25,8 @@ def _call(request: wire.Request, config: Config) -> Dict[str, Any]:
 
 
 def _through_sudo(request: wire.Request, config: Config) -> Dict[str, Any]:
+    import subprocess  # only hooks running as vdsm need it
+
     helper = config.host.helper
     command = ["sudo", "-n", "--", helper]
     if config.source != "defaults":

@@ -4,8 +4,8 @@
 import json
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from qhook import domxml, host, plumbing
-from qhook.caps import CAPS_KEY
+from qhook import domxml, host
+from qhook.attachment import attachment
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
@@ -114,7 +114,7 @@ def _plug_and_write(
     write: bool,
 ) -> None:
     """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
-    items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
+    items = [attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     plugged = host.plug(items, context.config) if items else None
     if plugged is not None and plugged.unwired:
         context.warn(
@@ -230,7 +230,7 @@ def after_vm_migrate_destination(context: HookContext) -> None:
     domain = domxml.parse(data, "domain XML").root
     vm_id = vm_id_of(context, domain)
     vnics = domain_vnics(domain, context, tolerant=True)
-    items = [plumbing.attachment(interface, vnic, vm_id) for interface, vnic in vnics]
+    items = [attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     repaired, unrepairable = host.repair(items, context.config)
     for name in repaired:
         context.warn(f"{name} was not plugged after the migration; plugged it again")
@@ -249,6 +249,8 @@ def after_get_caps(context: HookContext) -> None:
     if not isinstance(caps, dict):
         context.warn("capabilities left as they are: not a JSON object")
         return
+    from qhook.caps import CAPS_KEY  # only this hook point reports capabilities
+
     try:
         caps[CAPS_KEY] = host.capabilities(context.config)
     except QhookError as error:

@@ -5,79 +5,25 @@ Everything is inspected before anything changes, so a refusal leaves the host as
 was; a failure half-way undoes what this run made.
 """
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from qhook import domxml, ovsports, tap, wiring
+from qhook import ovsports, tap, wiring
+from qhook.attachment import Attachment, Plugged
 from qhook.config import Config, OnTimeout, PlugMode
 from qhook.errors import QhookError, shown
 from qhook.ovsdb import Ovsdb
-from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
-
-OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
+from qhook.vnic import Plugin
 
 
-@dataclass(frozen=True)
-class Attachment:
-    """What plugging one Quantum vNIC of a VM needs, and all that crosses to root."""
-
-    host_id: str
-    mac: str
-    plugin: Plugin
-    vm_id: str
-    multiqueue: bool
-    mtu: Optional[int]
-
-    @property
-    def tap_name(self) -> str:
-        return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
-
-    @property
-    def on_ovs(self) -> bool:
-        return self.plugin in OVS_PLUGINS
-
-    def external_ids(self) -> Dict[str, str]:
-        """What the agents read from the OVS Interface, plus our mark."""
-        return {
-            "iface-id": self.host_id,
-            "attached-mac": self.mac,
-            "iface-status": "active",
-            "vm-uuid": self.vm_id,
-            ovsports.OWNER_KEY: ovsports.OWNER_VALUE,
-        }
-
-
-def _positive_int(text: Optional[str], what: str, limit: int) -> Optional[int]:
-    if text is None:
-        return None
-    if not text.isdigit() or not 0 < int(text) <= limit:
-        raise QhookError(f"{what} {text!a} is not a number from 1 to {limit}")
-    return int(text)
-
-
-def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Attachment:
-    """The attachment of a vNIC: queues and MTU come from its <interface>."""
-    driver = interface.find("driver")
-    mtu = interface.find("mtu")
-    queues = _positive_int(None if driver is None else driver.get("queues"), "queues", 256)
-    return Attachment(
-        host_id=vnic.host_id,
-        mac=vnic.mac,
-        plugin=vnic.plugin,
-        vm_id=vm_id,
-        multiqueue=(queues or 1) > 1,
-        mtu=_positive_int(None if mtu is None else mtu.get("size"), "MTU", 65535),
-    )
-
-
-@dataclass
-class Plugged:
-    """What one plug run made, so that it can be undone: ports added, taps created."""
-
-    vm_id: str
-    created_taps: List[str] = field(default_factory=list)
-    added_ports: List[str] = field(default_factory=list)
-    unwired: List[str] = field(default_factory=list)
+def _external_ids(item: Attachment) -> Dict[str, str]:
+    """What the agents read from the OVS Interface, plus our mark."""
+    return {
+        "iface-id": item.host_id,
+        "attached-mac": item.mac,
+        "iface-status": "active",
+        "vm-uuid": item.vm_id,
+        ovsports.OWNER_KEY: ovsports.OWNER_VALUE,
+    }
 
 
 def undo(plugged: Plugged, config: Config) -> List[str]:
@@ -130,7 +76,7 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                 ovsports.add(
                     db,
                     config.ovs.integration_bridge,
-                    [ovsports.NewPort(i.tap_name, i.external_ids()) for i in on_ovs],
+                    [ovsports.NewPort(i.tap_name, _external_ids(i)) for i in on_ovs],
                     replacing,
                 )
                 done.added_ports = [item.tap_name for item in on_ovs]
@@ -250,7 +196,7 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
                 missing = []
             missing = [i for i in missing if tap.state(i.tap_name) is not None]
             if missing:
-                new = [ovsports.NewPort(i.tap_name, i.external_ids()) for i in missing]
+                new = [ovsports.NewPort(i.tap_name, _external_ids(i)) for i in missing]
                 ovsports.add(db, config.ovs.integration_bridge, new, [])
     except QhookError as error:
         problems.append(str(error))

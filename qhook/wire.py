@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from qhook.attachment import Attachment
 from qhook.errors import QhookError, shown
-from qhook.plumbing import Attachment
 from qhook.vnic import TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
 MAX_REQUEST_BYTES = 256 * 1024

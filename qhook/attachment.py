@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What crosses from the unprivileged hooks to root: one value per vNIC to plug, and
+what a plug run made. Kept apart from the plumbing, so that a hook running as vdsm
+loads no Open vSwitch, tap or netlink code it never runs."""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from qhook import domxml
+from qhook.errors import QhookError
+from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
+
+OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What plugging one Quantum vNIC of a VM needs, and all that crosses to root."""
+
+    host_id: str
+    mac: str
+    plugin: Plugin
+    vm_id: str
+    multiqueue: bool
+    mtu: Optional[int]
+
+    @property
+    def tap_name(self) -> str:
+        return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
+
+    @property
+    def on_ovs(self) -> bool:
+        return self.plugin in OVS_PLUGINS
+
+
+def _positive_int(text: Optional[str], what: str, limit: int) -> Optional[int]:
+    if text is None:
+        return None
+    if not text.isdigit() or not 0 < int(text) <= limit:
+        raise QhookError(f"{what} {text!a} is not a number from 1 to {limit}")
+    return int(text)
+
+
+def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Attachment:
+    """The attachment of a vNIC: queues and MTU come from its <interface>."""
+    driver = interface.find("driver")
+    mtu = interface.find("mtu")
+    queues = _positive_int(None if driver is None else driver.get("queues"), "queues", 256)
+    return Attachment(
+        host_id=vnic.host_id,
+        mac=vnic.mac,
+        plugin=vnic.plugin,
+        vm_id=vm_id,
+        multiqueue=(queues or 1) > 1,
+        mtu=_positive_int(None if mtu is None else mtu.get("size"), "MTU", 65535),
+    )
+
+
+@dataclass
+class Plugged:
+    """What one plug run made, so that it can be undone: ports added, taps created."""
+
+    vm_id: str
+    created_taps: List[str] = field(default_factory=list)
+    added_ports: List[str] = field(default_factory=list)
+    unwired: List[str] = field(default_factory=list)
