@@ -25,6 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 
 from qhook.sandbox import OvsSandbox  # noqa: E402
+from tools import hook_env  # noqa: E402
 
 
 def _ms(values):
@@ -90,11 +91,7 @@ def main() -> int:
     try:
         config = work / "quantum.conf"
         config.write_text(f"[ovs]\nconnection = {ovs.connection}\n[wiring]\nwait = no\n")
-        env = dict(
-            os.environ,
-            QHOOK_CONFIG=str(config),
-            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-        )
+        env = hook_env({"QHOOK_CONFIG": str(config)})
         floor = [_floor(ovs) for _ in range(args.runs)]
         print(f"floor: {_ms(floor)}")
         existing = 0
