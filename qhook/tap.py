@@ -53,8 +53,6 @@ class TapState:
     name: str
     is_tap: bool
     multiqueue: bool
-    mtu: int
-    up: bool
     carrier: bool
     mark: Dict[str, str]
 
@@ -66,10 +64,9 @@ class TapState:
         return self.ours and self.mark.get("vnic") == host_id
 
 
-def mark_text(host_id: str, vm_id: str, since: Optional[int] = None) -> str:
+def mark_text(host_id: str, vm_id: str) -> str:
     """Our mark: the vNIC, the VM and when the tap was plugged (seconds since the epoch)."""
-    when = int(time.time()) if since is None else since
-    return f"{MARK} vnic={host_id} vm={vm_id} since={when}"
+    return f"{MARK} vnic={host_id} vm={vm_id} since={int(time.time())}"
 
 
 def parse_mark(alias: str) -> Dict[str, str]:
@@ -103,13 +100,10 @@ def state(name: str) -> Optional[TapState]:
     if not os.path.isdir(base):
         return None
     tun_flags = _read(os.path.join(base, "tun_flags"))
-    flags = int(_read(os.path.join(base, "flags")) or "0", 16)
     return TapState(
         name=name,
         is_tap=tun_flags is not None and bool(int(tun_flags, 16) & IFF_TAP),
         multiqueue=tun_flags is not None and bool(int(tun_flags, 16) & IFF_MULTI_QUEUE),
-        mtu=int(_read(os.path.join(base, "mtu")) or "0"),
-        up=bool(flags & IFF_UP),
         carrier=_read(os.path.join(base, "carrier")) == "1",
         mark=parse_mark(_read(os.path.join(base, "ifalias")) or ""),
     )

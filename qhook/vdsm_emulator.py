@@ -50,7 +50,6 @@ class PointRun:
     """Every script of one hook point, run on one data file."""
 
     point: str
-    data_in: bytes
     data_out: bytes
     scripts: List[ScriptRun] = field(default_factory=list)
 
@@ -117,7 +116,7 @@ class VdsmEmulator:
         if vm_id:
             env["vmId"] = vm_id
         fd, path = tempfile.mkstemp(prefix="hook-", dir=data_dir)
-        result = PointRun(point=point, data_in=data, data_out=data)
+        result = PointRun(point=point, data_out=data)
         try:
             with os.fdopen(fd, "wb") as stream:
                 stream.write(data)
