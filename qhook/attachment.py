@@ -11,6 +11,8 @@ from qhook.errors import QhookError
 from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
 
 OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
+MTU_RANGE = (68, 65535)  # Linux's IPv4 minimum to the 16-bit maximum
+MAX_QUEUES = 256
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,11 @@ class Attachment:
         return self.plugin in OVS_PLUGINS
 
 
-def _positive_int(text: Optional[str], what: str, limit: int) -> Optional[int]:
+def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Optional[int]:
     if text is None:
         return None
-    if not text.isdigit() or not 0 < int(text) <= limit:
-        raise QhookError(f"{what} {text!a} is not a number from 1 to {limit}")
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise QhookError(f"{what} {text!a} is not a number from {lowest} to {highest}")
     return int(text)
 
 
@@ -45,14 +47,14 @@ def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Atta
     """The attachment of a vNIC: queues and MTU come from its <interface>."""
     driver = interface.find("driver")
     mtu = interface.find("mtu")
-    queues = _positive_int(None if driver is None else driver.get("queues"), "queues", 256)
+    queues = _number(None if driver is None else driver.get("queues"), "queues", 1, MAX_QUEUES)
     return Attachment(
         host_id=vnic.host_id,
         mac=vnic.mac,
         plugin=vnic.plugin,
         vm_id=vm_id,
         multiqueue=(queues or 1) > 1,
-        mtu=_positive_int(None if mtu is None else mtu.get("size"), "MTU", 65535),
+        mtu=_number(None if mtu is None else mtu.get("size"), "MTU", *MTU_RANGE),
     )
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from qhook.attachment import Attachment
+from qhook.attachment import MTU_RANGE, Attachment
 from qhook.errors import QhookError, shown
 from qhook.vnic import TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
@@ -96,8 +96,9 @@ def _tap_name(value: Any) -> str:
 def _mtu(value: Any) -> Optional[int]:
     if value is None:
         return None
-    if type(value) is not int or not 68 <= value <= 65535:
-        raise RequestError(f"MTU {shown(str(value))} is not a number from 68 to 65535")
+    lowest, highest = MTU_RANGE
+    if type(value) is not int or not lowest <= value <= highest:
+        raise RequestError(f"MTU {shown(str(value))} is not a number from {lowest} to {highest}")
     return value
 
 

@@ -297,3 +297,24 @@ def test_non_utf8_property_bytes_are_refused_escaped(hook, env, tmp_path):
     )
     result = hook("before_device_create", path, raw)
     _assert_refused(result, path, DEVICE, stat, "property q_port_id: '\\udcff\\udcfe--\\x1b[31m'")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('<mtu size="60"/>', "MTU '60' is not a number from 68 to 65535"),
+        ('<mtu size="1e3"/>', "MTU '1e3' is not a number from 68 to 65535"),
+        ('<driver name="vhost" queues="0"/>', "queues '0' is not a number from 1 to 256"),
+    ],
+)
+def test_vm_hook_refuses_an_mtu_or_queues_it_cannot_give_a_tap(
+    hook, env, tmp_path, extra, fragment
+):
+    domain = load_fixture("vm_hibernated.xml")
+    set_vnic_properties(domain, MAC, seed_properties("linuxbridge"))
+    from lxml import etree
+
+    domain.find("devices/interface").append(etree.fromstring(extra))
+    data = to_bytes(domain)
+    path, stat = _write(tmp_path, data)
+    _assert_refused(hook("before_vm_start", path, env), path, data, stat, fragment)
