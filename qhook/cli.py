@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from qhook import PROGRAM, __version__, domxml, hookscripts
+from qhook import PROGRAM, __version__, domxml, engine_cli, hookscripts
 from qhook.errors import QhookError, one_line
 from qhook.lifecycle import HOOK_POINTS
 
@@ -268,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--cver", default="4.7", help="cluster version (default 4.7)")
     engine.set_defaults(handler=_engine_config)
+    engine_cli.add_commands(commands)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),

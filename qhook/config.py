@@ -91,7 +91,7 @@ def _plug(value: str) -> PlugMode:
         raise ValueError("expected hook or libvirt") from None
 
 
-def _timeout(value: str) -> float:
+def timeout_seconds(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
@@ -105,7 +105,7 @@ _OVS_KEYS: Dict[str, Callable[[str], object]] = {
     "connection": _connection,
     "integration_bridge": _bridge,
     "plug": _plug,
-    "timeout": _timeout,
+    "timeout": timeout_seconds,
 }
 
 
@@ -133,9 +133,11 @@ def _on_timeout(value: str) -> OnTimeout:
 _HOST_KEYS: Dict[str, Callable[[str], object]] = {"helper": _absolute_path}
 _WIRING_KEYS: Dict[str, Callable[[str], object]] = {
     "wait": _yes_no,
-    "timeout": _timeout,
+    "timeout": timeout_seconds,
     "on_timeout": _on_timeout,
 }
+# Read by the engine-side commands (qhook.quantum_settings), not by the hooks.
+ENGINE_SECTIONS = ("quantum",)
 _SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {
     "ovs": _OVS_KEYS,
     "wiring": _WIRING_KEYS,
@@ -148,7 +150,7 @@ def config_path(env: Mapping[str, str]) -> str:
     return env.get(PATH_VARIABLE) or DEFAULT_PATH
 
 
-def _read(path: str) -> Tuple[configparser.ConfigParser, bool]:
+def read_ini(path: str) -> Tuple[configparser.ConfigParser, bool]:
     parser = configparser.ConfigParser(interpolation=None, empty_lines_in_values=False)
     try:
         with open(path, encoding="utf-8") as stream:
@@ -169,12 +171,14 @@ def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
     A missing file means defaults. Bad syntax or a bad value raise ConfigError.
     """
     path = config_path(env)
-    parser, found = _read(path)
+    parser, found = read_ini(path)
     if not found:
         return Config(), []
     warnings: List[str] = []
     values: Dict[str, Dict[str, object]] = {name: {} for name in _SECTIONS}
     for section in parser.sections():
+        if section in ENGINE_SECTIONS:
+            continue
         known = _SECTIONS.get(section)
         if known is None:
             warnings.append(f"{path}: unknown section [{section}] ignored")

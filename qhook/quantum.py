@@ -8,7 +8,9 @@ lists, and Neutron's error body turned into one clear line. Tokens never appear 
 error. Used by the engine-side commands; the hooks' hot path never imports it.
 """
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -30,24 +32,62 @@ class QuantumError(QhookError):
         self.status = status
 
 
+Send = Callable[..., "requests.Response"]
+
+
+class Authenticator(Protocol):
+    """Where tokens (and, with Keystone, the endpoint) come from."""
+
+    def token(self, send: Send) -> Optional[str]: ...
+
+    def forget(self) -> bool: ...
+
+    def endpoint(self, send: Send) -> Optional[str]: ...
+
+
+class StaticToken:
+    """No token (noauth), or one given by the operator; it cannot be renewed."""
+
+    def __init__(self, token: Optional[str] = None):
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticToken(***)" if self._token else "StaticToken(None)"
+
+    def token(self, send: Send) -> Optional[str]:
+        return self._token
+
+    def forget(self) -> bool:
+        return False
+
+    def endpoint(self, send: Send) -> Optional[str]:
+        return None
+
+
 class QuantumClient:
-    """Calls to one Quantum/Neutron endpoint, e.g. http://controller:9696."""
+    """Calls to one Quantum/Neutron endpoint, e.g. http://controller:9696.
+
+    Without a url, the endpoint comes from the authenticator (Keystone's catalog). A 401
+    answer makes a renewable token be renewed once and the call made again.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: Optional[str] = None,
         token: Optional[str] = None,
         verify: Union[bool, str] = True,
         timeout: Tuple[float, float] = (5.0, 30.0),
         retries: int = 3,
+        auth: Optional[Authenticator] = None,
+        trace: Optional[Callable[[str], None]] = None,
     ):
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/") if url else None
+        self.auth: Authenticator = auth or StaticToken(token)
         self.timeout = timeout
+        self.trace = trace
         self.session = requests.Session()
         self.session.verify = verify
         self.session.headers.update({"Accept": "application/json"})
-        if token:
-            self.session.headers["X-Auth-Token"] = token
         retry = Retry(
             total=retries,
             connect=retries,
@@ -65,7 +105,43 @@ class QuantumClient:
     def close(self) -> None:
         self.session.close()
 
+    def __enter__(self) -> "QuantumClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- one call ------------------------------------------------------------------
+    def send(self, method: str, url: str, **options: Any) -> "requests.Response":
+        """One HTTP exchange, bounded by the timeouts; failures become one line."""
+        where = _server(url)
+        began = time.monotonic()
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **options)
+        except requests.exceptions.SSLError as error:
+            raise QuantumError(
+                f"TLS with {where} failed: {_tls_reason(error)}", kind="TLSError"
+            ) from None
+        except requests.exceptions.ConnectTimeout:
+            raise self._no_connection(where) from None
+        except requests.exceptions.ReadTimeout:
+            raise self._no_answer(where) from None
+        except requests.exceptions.RequestException as error:
+            raise self._unreachable(where, error) from None
+        if self.trace:
+            elapsed = (time.monotonic() - began) * 1000
+            self.trace(f"{method} {url} -> {response.status_code} ({elapsed:.0f} ms)")
+        return response
+
+    def base_url(self) -> str:
+        """The API's root: the configured url, else the catalog's network endpoint."""
+        if self.url is None:
+            endpoint = self.auth.endpoint(self.send)
+            if not endpoint:
+                raise QuantumError("no Quantum url configured", kind="NoEndpoint")
+            self.url = endpoint.rstrip("/")
+        return self.url
+
     def request(
         self,
         method: str,
@@ -73,28 +149,18 @@ class QuantumClient:
         body: Optional[Dict[str, Any]] = None,
         params: Optional[Dict[str, Any]] = None,
     ) -> Optional[Dict[str, Any]]:
-        try:
-            response = self.session.request(
-                method,
-                f"{self.url}/v2.0/{path}",
-                json=body,
-                params=params,
-                timeout=self.timeout,
-            )
-        except requests.exceptions.SSLError as error:
-            raise QuantumError(
-                f"TLS with {self.url} failed: {one_line(str(error))[:300]}"
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            raise QuantumError(
-                f"cannot reach Quantum at {self.url}: no connection within {self.timeout[0]:g} s"
-            ) from None
-        except requests.exceptions.ReadTimeout:
-            raise QuantumError(
-                f"Quantum at {self.url} gave no answer within {self.timeout[1]:g} s"
-            ) from None
-        except requests.exceptions.RequestException as error:
-            raise self._unreachable(error) from None
+        url = f"{self.base_url()}/v2.0/{path}"
+        for attempt in (1, 2):
+            headers = {}
+            token = self.auth.token(self.send)
+            if token:
+                headers["X-Auth-Token"] = token
+            response = self.send(method, url, json=body, params=params, headers=headers)
+            if response.status_code == 401 and attempt == 1 and self.auth.forget():
+                if self.trace:
+                    self.trace("the token was refused: authenticating again")
+                continue
+            break
         if response.status_code >= 400:
             raise _error(method, path, response)
         if not response.content:
@@ -104,19 +170,28 @@ class QuantumClient:
         except ValueError:
             raise QuantumError(f"{method} {path}: the answer is not JSON") from None
 
-    def _unreachable(self, error: Exception) -> QuantumError:
+    def _no_connection(self, where: str) -> QuantumError:
+        return QuantumError(
+            f"cannot reach {where}: no connection within {self.timeout[0]:g} s",
+            kind="ConnectTimeout",
+        )
+
+    def _no_answer(self, where: str) -> QuantumError:
+        return QuantumError(
+            f"{where} gave no answer within {self.timeout[1]:g} s", kind="ReadTimeout"
+        )
+
+    def _unreachable(self, where: str, error: Exception) -> QuantumError:
         """One line for a failed connection; urllib3 wraps timeouts once it retries."""
         reason = getattr(error.args[0], "reason", None) if error.args else None
         if isinstance(reason, ReadTimeoutError):
-            return QuantumError(
-                f"Quantum at {self.url} gave no answer within {self.timeout[1]:g} s"
-            )
+            return self._no_answer(where)
         if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-            return QuantumError(
-                f"cannot reach Quantum at {self.url}: no connection within {self.timeout[0]:g} s"
-            )
+            return self._no_connection(where)
         text = one_line(str(reason or error))
-        return QuantumError(f"cannot reach Quantum at {self.url}: {text.rsplit(': ', 1)[-1][:200]}")
+        return QuantumError(
+            f"cannot reach {where}: {text.rsplit(': ', 1)[-1][:200]}", kind="Unreachable"
+        )
 
     # -- collections -----------------------------------------------------------------
     def list(self, collection: str, page_size: int = 500, **filters: Any) -> Iterator[Dict]:
@@ -187,3 +262,20 @@ def _error(method: str, path: str, response: "requests.Response") -> QuantumErro
         kind=kind,
         status=response.status_code,
     )
+
+
+def _server(url: str) -> str:
+    """'Quantum at http://host:9696' or 'Keystone at https://host:5000' for an error."""
+    parts = urlsplit(url)
+    service = "Keystone" if "/v3" in parts.path.split("/v2.0")[0] else "Quantum"
+    return f"{service} at {parts.scheme}://{parts.netloc}"
+
+
+def _tls_reason(error: Exception) -> str:
+    """The certificate verifier's words, without urllib3's wrapping."""
+    text = one_line(str(error))
+    for marker in ("certificate verify failed: ", "SSLError("):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    return text.rstrip(")'\" ")[:200]

@@ -9,6 +9,7 @@ from typing import Dict, Optional
 
 import pytest
 from neutron_stack import NeutronStack
+from relay import Relay
 
 from qhook.sandbox import OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
@@ -86,3 +87,11 @@ def neutron(tmp_path_factory):
     stack.start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def api(neutron):
+    """The real Neutron API (noauth) at an http://127.0.0.1:PORT address."""
+    relay = Relay(str(neutron.dir / "api.sock"))
+    yield relay.url
+    relay.stop()

@@ -2,49 +2,13 @@
 """The Quantum/Neutron API client against the real Neutron API server of the tests
 (noauth: creates carry project_id), reached over TCP through a relay to its socket."""
 
-import select
 import socket
-import socketserver
-import threading
 import time
 import uuid
 
 import pytest
 
 from qhook.quantum import QuantumClient, QuantumError
-
-
-class _Relay(socketserver.BaseRequestHandler):
-    """Copies one TCP connection to the API's unix socket and back."""
-
-    def handle(self):
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        upstream.connect(self.server.target)
-        peers = {self.request: upstream, upstream: self.request}
-        try:
-            while True:
-                readable, _, _ = select.select(list(peers), [], [], 60)
-                if not readable:
-                    return
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    peers[source].sendall(data)
-        finally:
-            upstream.close()
-
-
-@pytest.fixture(scope="module")
-def api(neutron):
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Relay)
-    server.daemon_threads = True
-    server.target = str(neutron.dir / "api.sock")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
