@@ -8,6 +8,7 @@ lists, and Neutron's error body turned into one clear line. Tokens never appear 
 error. Used by the engine-side commands; the hooks' hot path never imports it.
 """
 
+import re
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 from urllib.parse import urlsplit
@@ -86,7 +87,8 @@ class QuantumClient:
         self.timeout = timeout
         self.trace = trace
         self.session = requests.Session()
-        self.session.verify = verify
+        # Given with every request: a session's own verify loses to REQUESTS_CA_BUNDLE.
+        self.verify = verify
         self.session.headers.update({"Accept": "application/json"})
         retry = Retry(
             total=retries,
@@ -117,7 +119,9 @@ class QuantumClient:
         where = _server(url)
         began = time.monotonic()
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **options)
+            response = self.session.request(
+                method, url, timeout=self.timeout, verify=self.verify, **options
+            )
         except requests.exceptions.SSLError as error:
             raise QuantumError(
                 f"TLS with {where} failed: {_tls_reason(error)}", kind="TLSError"
@@ -130,7 +134,7 @@ class QuantumClient:
             raise self._unreachable(where, error) from None
         if self.trace:
             elapsed = (time.monotonic() - began) * 1000
-            self.trace(f"{method} {url} -> {response.status_code} ({elapsed:.0f} ms)")
+            self.trace(f"{method} {response.url} -> {response.status_code} ({elapsed:.0f} ms)")
         return response
 
     def base_url(self) -> str:
@@ -278,4 +282,5 @@ def _tls_reason(error: Exception) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
             break
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)?.*$", "", text)
     return text.rstrip(")'\" ")[:200]
