@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Where the engine-side commands find Quantum and how they authenticate.
 
-The [quantum] section of the configuration file ($QHOOK_CONFIG, else
+The [quantum] section of the configuration file ($QHOOK_CONFIG, else the engine
+package's /etc/vdsm-hook-quantum/engine.conf if there is one, else the host's
 /etc/vdsm/quantum.conf), overridden key by key by the standard OS_* environment
 variables an openrc file sets. A file holding a password or token must not be readable
 by others. Secrets never appear in repr(), in an error or in --debug output.
@@ -14,10 +15,11 @@ import stat
 from dataclasses import dataclass, field, fields, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from qhook.config import config_path, read_ini, timeout_seconds
+from qhook.config import DEFAULT_PATH, PATH_VARIABLE, read_ini, timeout_seconds
 from qhook.errors import ConfigError, shown
 
 SECTION = "quantum"
+ENGINE_PATH = "/etc/vdsm-hook-quantum/engine.conf"
 SECRET_KEYS = ("password", "token")
 
 
@@ -168,9 +170,16 @@ def _check_secret_file(path: str, keys: List[str]) -> None:
         )
 
 
+def settings_path(env: Mapping[str, str]) -> str:
+    """$QHOOK_CONFIG, else the engine package's file, else the host's."""
+    if env.get(PATH_VARIABLE):
+        return env[PATH_VARIABLE]
+    return ENGINE_PATH if os.path.exists(ENGINE_PATH) else DEFAULT_PATH
+
+
 def load_quantum_settings(env: Mapping[str, str]) -> Tuple[QuantumSettings, List[str]]:
     """The settings from the file's [quantum] section and the OS_* variables; warnings."""
-    path = config_path(env)
+    path = settings_path(env)
     parser, found = read_ini(path)
     values: Dict[str, object] = {}
     origins: Dict[str, str] = {}

@@ -37,12 +37,14 @@ def test_values_are_read(tmp_path):
 
 def test_unknown_sections_and_keys_are_warnings(tmp_path):
     config, warnings = _load(
-        tmp_path, "[ovs]\nplug = hook\nretries = 3\n[wiring]\ntimeout = 5\n[quantum]\nurl = x\n"
+        tmp_path,
+        "[ovs]\nplug = hook\nretries = 3\n[wiring]\ntimeout = 5\n[neutron]\nurl = x\n"
+        "[quantum]\nurl = the engine side's, not ours\n",
     )
     assert config.ovs.plug is PlugMode.HOOK and config.wiring.timeout == 5
     assert [w.split(": ", 1)[1] for w in warnings] == [
         "unknown key retries in [ovs] ignored",
-        "unknown section [quantum] ignored",
+        "unknown section [neutron] ignored",
     ]
 
 

@@ -20,6 +20,8 @@ from qhook.lifecycle import HOOK_POINTS
 from tools import REPO, require_tool
 
 NAME = "vdsm-hook-quantum"
+LIBRARY = f"python3-{NAME}"
+ENGINE = f"{NAME}-engine"
 SPEC = REPO / "packaging" / f"{NAME}.spec"
 EXAMPLE_VM = REPO / "examples" / "quantum-vm.xml"
 VDSM_HOOKS_DIR = "/usr/libexec/vdsm/hooks"
@@ -107,8 +109,9 @@ def test_spec_version_is_the_package_version():
 
 
 @pytest.fixture(scope="module")
-def rpm_file(tmp_path_factory) -> Path:
-    """sdist of a copy of the checkout, then `rpmbuild -bb` of the spec on it."""
+def rpms(tmp_path_factory) -> Dict[str, Path]:
+    """sdist of a copy of the checkout, then `rpmbuild -bb` of the spec on it: each
+    package built, by name."""
     require_build_module()
     rpmbuild = require_tool("rpmbuild")
     work = tmp_path_factory.mktemp("rpm")
@@ -142,19 +145,37 @@ def rpm_file(tmp_path_factory) -> Path:
         cwd=work,
     )
     assert re.search(r"\d+ passed", built.stdout + built.stderr), "no %check tests ran"
-    rpms = sorted((topdir / "RPMS").rglob("*.rpm"))
-    assert len(rpms) == 1, rpms
-    return rpms[0]
+    built = {query(path, "--qf", "%{NAME}"): path for path in (topdir / "RPMS").rglob("*.rpm")}
+    assert sorted(built) == sorted([NAME, LIBRARY, ENGINE])
+    return built
+
+
+@pytest.fixture(scope="module")
+def rpm_file(rpms) -> Path:
+    """The host's package: the hooks, the helper, the host configuration."""
+    return rpms[NAME]
 
 
 def query(rpm_file: Path, *options: str) -> str:
     return run([require_tool("rpm"), "-qp", *options, rpm_file]).stdout
 
 
-@pytest.fixture(scope="module")
-def file_modes(rpm_file) -> Dict[str, str]:
+def files_of(rpm_file: Path) -> Dict[str, str]:
     lines = query(rpm_file, "--qf", "[%{FILENAMES}\t%{FILEMODES:perms}\n]").splitlines()
     return dict(line.split("\t") for line in lines)
+
+
+@pytest.fixture(scope="module")
+def file_modes(rpms) -> Dict[str, str]:
+    """The files of all three packages, as if all were installed, and their modes."""
+    modes: Dict[str, str] = {}
+    for path in rpms.values():
+        modes.update(files_of(path))
+    return modes
+
+
+def requires_of(rpm_file: Path) -> List[str]:
+    return [line.strip() for line in query(rpm_file, "--requires").splitlines() if line]
 
 
 def sitelib_of(file_modes: Dict[str, str]) -> str:
@@ -164,12 +185,22 @@ def sitelib_of(file_modes: Dict[str, str]) -> str:
     return inits[0][: -len("/qhook/__init__.py")]
 
 
-def test_rpm_is_noarch_of_the_package_version(rpm_file):
+@pytest.mark.parametrize("package", [NAME, LIBRARY, ENGINE])
+def test_rpm_is_noarch_of_the_package_version(rpms, package):
     name, version, arch, license_ = query(
-        rpm_file, "--qf", "%{NAME} %{VERSION} %{ARCH} %{LICENSE}"
+        rpms[package], "--qf", "%{NAME} %{VERSION} %{ARCH} %{LICENSE}"
     ).split()
-    assert (name, version, arch, license_) == (NAME, __version__, "noarch", "GPL-2.0-or-later")
-    assert rpm_file.name.endswith(".noarch.rpm")
+    assert (name, version, arch, license_) == (package, __version__, "noarch", "GPL-2.0-or-later")
+    assert rpms[package].name.endswith(".noarch.rpm")
+
+
+def test_each_package_holds_its_part(rpms):
+    host, library, engine = (set(files_of(rpms[name])) for name in (NAME, LIBRARY, ENGINE))
+    assert any(name.startswith(VDSM_HOOKS_DIR + "/") for name in host)
+    assert not any("/qhook/" in name for name in host | engine)
+    assert "/usr/bin/qhook" in library and not any(name.startswith("/etc/") for name in library)
+    assert not any(name.startswith(VDSM_HOOKS_DIR + "/") for name in library | engine)
+    assert "/etc/vdsm-hook-quantum/engine.conf" in engine
 
 
 @pytest.mark.parametrize("point", sorted(HOOK_POINTS))
@@ -197,32 +228,37 @@ def test_rpm_installs_package_and_launcher(file_modes):
     assert any(name.endswith("/LICENSE") for name in file_modes)
 
 
-def test_rpm_requires_python_lxml_and_vdsm(rpm_file):
-    requires = {line.split()[0] for line in query(rpm_file, "--requires").splitlines() if line}
-    assert {"python3", "python3-lxml", "vdsm"} <= requires
+def test_rpm_requires_python_lxml_and_vdsm(rpms):
+    release = query(rpms[NAME], "--qf", "%{VERSION}-%{RELEASE}")
+    exact = f"{LIBRARY} = {release}"
+    assert {exact, "vdsm", "sudo"} <= set(requires_of(rpms[NAME]))
+    assert {"python3", "python3-lxml"} <= set(requires_of(rpms[LIBRARY]))
+    assert {exact, "python3-requests"} <= set(requires_of(rpms[ENGINE]))
+    assert "vdsm" not in requires_of(rpms[ENGINE]) + requires_of(rpms[LIBRARY])
 
 
 # The RPM's payload, unpacked
 
 
 @pytest.fixture(scope="module")
-def extracted(rpm_file, tmp_path_factory) -> Path:
-    """The RPM's files under a temporary root, as `rpm2cpio | cpio -idm` unpacks them."""
+def extracted(rpms, tmp_path_factory) -> Path:
+    """The RPMs' files under a temporary root, as `rpm2cpio | cpio -idm` unpacks them."""
     rpm2cpio, cpio = require_tool("rpm2cpio"), require_tool("cpio")
     root = tmp_path_factory.mktemp("root")
-    with subprocess.Popen([rpm2cpio, str(rpm_file)], stdout=subprocess.PIPE) as archive:
-        unpacked = subprocess.run(
-            [cpio, "-idm", "--quiet"],
-            stdin=archive.stdout,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        archive.stdout.close()
-    assert archive.returncode == 0
-    assert unpacked.returncode == 0, unpacked.stderr
+    for rpm_file in rpms.values():
+        with subprocess.Popen([rpm2cpio, str(rpm_file)], stdout=subprocess.PIPE) as archive:
+            unpacked = subprocess.run(
+                [cpio, "-idm", "--quiet"],
+                stdin=archive.stdout,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            archive.stdout.close()
+        assert archive.returncode == 0
+        assert unpacked.returncode == 0, unpacked.stderr
     return root
 
 
@@ -315,12 +351,36 @@ def test_the_shipped_configuration_documents_every_setting_and_changes_none(tmp_
     )
 
 
-def test_rpmlint(rpm_file):
+def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_modes, extracted):
+    from qhook.quantum_settings import _KEYS, ENGINE_PATH
+
+    assert file_modes.get(ENGINE_PATH) == "-rw-r-----"
+    assert ENGINE_PATH in query(rpms[ENGINE], "-c").split()
+    shipped = (extracted / ENGINE_PATH.lstrip("/")).read_text()
+    assert shipped == (REPO / "packaging" / "engine.conf").read_text()
+    for key in _KEYS:
+        assert re.search(rf"^#{key} = ", shipped, re.M), f"[quantum] {key} undocumented"
+    # As shipped it names nothing: the commands say what to set, and send nothing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["QHOOK_CONFIG"] = str(extracted / ENGINE_PATH.lstrip("/"))
+    done = subprocess.run(
+        [sys.executable, "-m", "qhook.cli", "network", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Quantum with auth noauth needs url (OS_NETWORK_URL)" in done.stderr
+
+
+def test_rpmlint(rpms):
     """rpmlint is clean; what it would still say is filtered, each with its reason, in
     packaging/vdsm-hook-quantum.rpmlintrc."""
     rpmlintrc = REPO / "packaging" / f"{NAME}.rpmlintrc"
     result = subprocess.run(
-        [require_tool("rpmlint"), "-r", str(rpmlintrc), str(rpm_file), str(SPEC)],
+        [require_tool("rpmlint"), "-r", str(rpmlintrc), *map(str, rpms.values()), str(SPEC)],
         capture_output=True,
         text=True,
         timeout=300,
