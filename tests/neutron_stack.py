@@ -9,16 +9,13 @@ processes and ovs-vswitchd share the sandbox namespace, where ovs-vswitchd conne
 the agent's OpenFlow controller on 127.0.0.1. Every daemon is stopped by PID.
 """
 
-import contextlib
-import http.client
-import json
-import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from daemons import DaemonGroup, kill, run_tool, unix_http
 
 from qhook.sandbox import OvsSandbox
 
@@ -30,40 +27,12 @@ from neutron.wsgi.api import application  # noqa: E402,F401
 """
 
 
-def _run(args: List[str], env: Optional[Dict[str, str]] = None, timeout: float = 120) -> str:
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def _descendants(pid: int) -> List[int]:
-    found, stack = [], [pid]
-    while stack:
-        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError):
-                children = []
-            found += children
-            stack += children
-    return found
-
-
-def _kill(pids: List[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-class NeutronStack:
+class NeutronStack(DaemonGroup):
     """Start with start(), stop with stop(); api() talks to the API over a unix socket."""
 
     def __init__(self, directory: Path, venv: Path, netns: str):
-        self.dir = Path(directory)
-        self.venv = Path(venv)
+        super().__init__(directory, venv)
         self.ovs = OvsSandbox(self.dir / "ovs", netns)
-        self.processes: Dict[str, subprocess.Popen] = {}
 
     # -- helpers ---------------------------------------------------------------
     def _env(self, **extra: str) -> Dict[str, str]:
@@ -72,66 +41,34 @@ class NeutronStack:
         env.update(extra)
         return env
 
-    def _spawn(self, label: str, args: List[str], netns: bool = True, **env: str) -> None:
-        out = open(self.dir / f"{label}.out", "wb")  # noqa: SIM115 - kept by Popen
-        prefix = self.ovs.netns_exec if netns else []
-        self.processes[label] = subprocess.Popen(
-            [*prefix, *args],
-            env=self._env(**env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=str(self.dir),
-        )
-        out.close()
+    def _prefix(self, netns: bool) -> List[str]:
+        return self.ovs.netns_exec if netns else []
 
-    def _wait(self, what: str, ready, timeout: float, labels: List[str]) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if ready():
-                    return
-            except Exception:
-                pass
-            for label in labels:
-                if self.processes[label].poll() is not None:
-                    tail = (self.dir / f"{label}.out").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"{label} exited: {tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} not ready after {timeout} s")
-            time.sleep(0.2)
-
-    def api(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(60)
-        sock.connect(str(self.dir / "api.sock"))
-        connection = http.client.HTTPConnection("localhost", timeout=60)
-        connection.sock = sock
-        connection.request(
-            method,
-            path,
-            body=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        if response.status >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status} {data[:1000]!r}")
-        return json.loads(data) if data else None
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Optional[Dict[str, Any]] = None,
+        sock: str = "api.sock",
+        headers: Optional[Dict[str, str]] = None,
+    ) -> Any:
+        status, _, data = unix_http(self.dir / sock, method, path, body, headers)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: {status} {str(data)[:1000]}")
+        return data
 
     # -- configuration -----------------------------------------------------------
-    def _configure(self) -> None:
-        etc, state = self.dir / "etc", self.dir / "state"
-        for path in (etc, state / "lock", self.dir / "mysql"):
-            path.mkdir(parents=True, exist_ok=True)
-        transport = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/"
-        (etc / "neutron.conf").write_text(f"""[DEFAULT]
+    def _neutron_conf(self, auth_strategy: str, transport: str, extra: str = "") -> str:
+        state = self.dir / "state"
+        database = (
+            f"mysql+pymysql://neutron:qhook@localhost/neutron?unix_socket={self.dir}/mysql/"
+            "mysql.sock&charset=utf8mb4"
+        )
+        return f"""[DEFAULT]
 host = {AGENT_HOST}
 core_plugin = ml2
 service_plugins =
-auth_strategy = noauth
+auth_strategy = {auth_strategy}
 api_paste_config = {self.venv}/etc/neutron/api-paste.ini
 state_path = {state}
 transport_url = {transport}
@@ -142,13 +79,20 @@ rpc_workers = 1
 rpc_state_report_workers = 1
 dhcp_agent_notification = false
 [database]
-connection = mysql+pymysql://neutron:qhook@localhost/neutron?unix_socket={self.dir}/mysql/mysql.sock&charset=utf8mb4
+connection = {database}
 [oslo_concurrency]
 lock_path = {state}/lock
 [agent]
 root_helper = env
 use_helper_for_ns_read = false
-""")
+{extra}"""
+
+    def _configure(self) -> None:
+        etc, state = self.dir / "etc", self.dir / "state"
+        for path in (etc, state / "lock", self.dir / "mysql"):
+            path.mkdir(parents=True, exist_ok=True)
+        transport = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/"
+        (etc / "neutron.conf").write_text(self._neutron_conf("noauth", transport))
         (etc / "ml2_conf.ini").write_text("""[ml2]
 type_drivers = flat,vlan
 tenant_network_types = vlan
@@ -186,7 +130,7 @@ lock_path = {state}/lock
     # -- services ----------------------------------------------------------------
     def _mariadb(self) -> None:
         data, sock = self.dir / "mysql" / "data", self.dir / "mysql" / "mysql.sock"
-        _run(
+        run_tool(
             [
                 "mariadb-install-db",
                 "--no-defaults",
@@ -220,7 +164,7 @@ lock_path = {state}/lock
             60,
             ["mariadbd"],
         )
-        _run(
+        run_tool(
             [
                 "mariadb",
                 "--no-defaults",
@@ -268,7 +212,7 @@ lock_path = {state}/lock
         self._spawn("epmd", ["epmd", "-port", "4370", "-address", "127.0.0.1"], **env)
         time.sleep(0.2)
         self._spawn("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], **env)
-        _run(
+        run_tool(
             [
                 *self.ovs.netns_exec,
                 "/usr/lib/rabbitmq/bin/rabbitmqctl",
@@ -296,7 +240,7 @@ lock_path = {state}/lock
                 "--config-file",
                 f"{etc}/ml2_conf.ini",
             ]
-            _run(
+            run_tool(
                 [f"{self.venv}/bin/neutron-db-manage", *configs, "upgrade", "heads"],
                 self._env(),
                 timeout=600,
@@ -362,39 +306,76 @@ lock_path = {state}/lock
         agents = self.api("GET", "/v2.0/agents?binary=neutron-openvswitch-agent")["agents"]
         return any(a["host"] == AGENT_HOST and a["alive"] for a in agents)
 
+    def start_keystone_api(self, auth_url: str, username: str, password: str) -> Path:
+        """A second API server on the same database, behind Keystone (keystonemiddleware
+        checks every token with the Keystone at auth_url, caching none); its unix socket.
+
+        It sends no RPC (transport fake://): the agent keeps to the first one."""
+        etc = self.dir / "etc"
+        authtoken = f"""[keystone_authtoken]
+www_authenticate_uri = {auth_url}
+auth_url = {auth_url}
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = {username}
+password = {password}
+service_token_roles_required = true
+token_cache_time = -1
+"""
+        (etc / "neutron-keystone.conf").write_text(
+            self._neutron_conf("keystone", "fake://", authtoken)
+        )
+        sock = self.dir / "api-keystone.sock"
+        self._spawn(
+            "neutron-api-keystone",
+            [
+                f"{self.venv}/bin/gunicorn",
+                *("--workers", "1", "--bind", f"unix:{sock}", "--timeout", "300"),
+                *("--chdir", str(self.dir), "qhook_neutron_api:application"),
+            ],
+            netns=False,
+            OS_NEUTRON_CONFIG_DIR=str(etc),
+            OS_NEUTRON_CONFIG_FILES="neutron-keystone.conf;ml2_conf.ini",
+        )
+        self._wait(
+            "the API behind Keystone",
+            lambda: unix_http(sock, "GET", "/v2.0/networks")[0] == 401,
+            120,
+            ["neutron-api-keystone"],
+        )
+        return sock
+
+    def _terminate(self, label: str, process: subprocess.Popen, tree: List[int]) -> None:
+        pidfile = self.dir / "rabbit" / "rabbit.pid"
+        if label == "rabbitmq" and pidfile.exists() and pidfile.read_text().strip().isdigit():
+            kill([int(pidfile.read_text().strip())], signal.SIGTERM)
+            process.terminate()
+            return
+        super()._terminate(label, process, tree)
+
     def stop(self) -> None:
         """Stop every daemon by PID (Neutron's take their time: 5 s, then SIGKILL)."""
-        for group, grace in (
-            (["neutron-openvswitch-agent", "neutron-rpc-server", "neutron-api"], 5),
-            (["rabbitmq"], 30),
-            (["epmd", "mariadbd"], 30),
-        ):
-            trees = {}
-            for label in group:
-                process = self.processes.pop(label, None)
-                if process is None or process.poll() is not None:
-                    continue
-                trees[label] = (process, _descendants(process.pid))
-                if label == "rabbitmq":
-                    pidfile = self.dir / "rabbit" / "rabbit.pid"
-                    if pidfile.exists() and pidfile.read_text().strip().isdigit():
-                        _kill([int(pidfile.read_text().strip())], signal.SIGTERM)
-                else:
-                    _kill(trees[label][1], signal.SIGTERM)
-                process.terminate()
-            deadline = time.monotonic() + grace
-            for process, tree in trees.values():
-                try:
-                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _kill(_descendants(process.pid) + tree, signal.SIGKILL)
-                    process.kill()
-                    process.wait(timeout=10)
-                _kill([pid for pid in tree if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+        self._stop_groups(
+            [
+                (
+                    [
+                        "neutron-openvswitch-agent",
+                        "neutron-rpc-server",
+                        "neutron-api",
+                        "neutron-api-keystone",
+                    ],
+                    5,
+                ),
+                (["rabbitmq"], 30),
+                (["epmd", "mariadbd"], 30),
+            ]
+        )
         # What is left in the namespace (privsep-helper, an ovsdb-client monitor, ...).
         keep = {process.pid for process in self.ovs.processes.values()}
         listed = subprocess.run(
             ["ip", "netns", "pids", self.ovs.name], capture_output=True, text=True, check=False
         ).stdout.split()
-        _kill([int(pid) for pid in listed if int(pid) not in keep], signal.SIGKILL)
+        kill([int(pid) for pid in listed if int(pid) not in keep], signal.SIGKILL)
         self.ovs.stop()
