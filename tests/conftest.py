@@ -4,12 +4,11 @@ and a VDSM-like runner that runs the checkout's hook scripts inside it."""
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
-from keystone_stack import KeystoneStack
+from keystone_stack import keystone_in_front_of
 from neutron_stack import NeutronStack
 from relay import Relay
 
@@ -99,14 +98,6 @@ def api(neutron):
     relay.stop()
 
 
-@dataclass
-class KeystoneNeutron:
-    """Keystone, and the Neutron API behind it, listed in its catalog as the network."""
-
-    keystone: KeystoneStack
-    neutron_url: str
-
-
 @pytest.fixture(scope="session")
 def keystone(neutron, tmp_path_factory):
     """A real Keystone with a second Neutron API server (same database) behind it."""
@@ -115,16 +106,6 @@ def keystone(neutron, tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    stack = KeystoneStack(tmp_path_factory.mktemp("keystone"), NEUTRON_VENV).start()
-    relay = None
-    try:
-        service_password = secrets.token_hex(12)
-        stack.add_user("neutron", service_password, "service", roles=("admin", "service"))
-        sock = neutron.start_keystone_api(stack.url, "neutron", service_password)
-        relay = Relay(str(sock))
-        stack.add_network_endpoint(relay.url)
-        yield KeystoneNeutron(stack, relay.url)
-    finally:
-        if relay is not None:
-            relay.stop()
-        stack.stop()
+    both = keystone_in_front_of(neutron, tmp_path_factory.mktemp("keystone"), NEUTRON_VENV)
+    yield both
+    both.stop()

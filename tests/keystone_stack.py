@@ -9,6 +9,7 @@ Neutron it would parse sys.argv, so the WSGI module resets it.
 """
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -208,3 +209,31 @@ backend = dogpile.cache.memory
         for relay in self.relays.values():
             relay.stop()
         self.relays.clear()
+
+
+@dataclass
+class KeystoneNeutron:
+    """Keystone, and a Neutron API server behind it listed in its catalog as the network."""
+
+    keystone: KeystoneStack
+    neutron_url: str
+    relay: Relay
+
+    def stop(self) -> None:
+        self.relay.stop()
+        self.keystone.stop()
+
+
+def keystone_in_front_of(neutron: Any, directory: Path, venv: Path) -> KeystoneNeutron:
+    """Start a Keystone, and a second API server of this NeutronStack behind it."""
+    stack = KeystoneStack(directory, venv).start()
+    try:
+        service_password = secrets.token_hex(12)
+        stack.add_user("neutron", service_password, "service", roles=("admin", "service"))
+        sock = neutron.start_keystone_api(stack.url, "neutron", service_password)
+        relay = Relay(str(sock))
+        stack.add_network_endpoint(relay.url)
+    except BaseException:
+        stack.stop()
+        raise
+    return KeystoneNeutron(stack, relay.url, relay)
