@@ -228,6 +228,7 @@ def create_ports(
     macs: List[str],
     host: Optional[str] = None,
     project_id: Optional[str] = None,
+    _again: bool = False,
 ) -> List[Tuple[Dict[str, Any], bool]]:
     """One port per MAC of the VM on the network, found or made (all missing ones in one
     bulk request); ports found on another host are bound to the given one."""
@@ -253,11 +254,17 @@ def create_ports(
             }
             for mac in missing
         ]
-        created = (
-            [client.create("ports", **items[0])]
-            if len(items) == 1
-            else client.create_many("ports", items)
-        )
+        try:
+            created = (
+                [client.create("ports", **items[0])]
+                if len(items) == 1
+                else client.create_many("ports", items)
+            )
+        except QuantumError as error:
+            # Another call may have made them meanwhile: then they are found now.
+            if error.kind != "MacAddressInUse" or _again:
+                raise
+            return create_ports(client, network_name_, vm, macs, host, project_id, _again=True)
         made = {port["mac_address"]: port for port in created}
     result = []
     for mac in macs:

@@ -261,6 +261,9 @@ def _error(method: str, path: str, response: "requests.Response") -> QuantumErro
     if isinstance(body, dict) and isinstance(body.get("NeutronError"), dict):
         kind = body["NeutronError"].get("type")
         message = body["NeutronError"].get("message") or message
+    elif isinstance(body, dict) and isinstance(body.get("error"), dict):  # keystonemiddleware
+        kind = body["error"].get("title")
+        message = body["error"].get("message") or message
     return QuantumError(
         f"{method} {path}: {response.status_code} {one_line(str(message))[:400]}",
         kind=kind,

@@ -58,6 +58,18 @@ def net_name(project):
     return f"Q_net-{project[:8]}"
 
 
+def _port_create(network, vm, *macs):
+    return [
+        "port",
+        "create",
+        "--network",
+        network,
+        "--vm",
+        vm,
+        *(a for m in macs for a in ("--mac", m)),
+    ]
+
+
 def _json(done):
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -126,21 +138,7 @@ def test_ports_of_a_vm_from_start_to_stop(qhook, net_name, neutron_api, project)
     )
     assert port["network_id"] == vnic.network_id
     # Both vNICs: the first is found, the second made; the same properties again.
-    both = _json(
-        qhook(
-            "port",
-            "create",
-            "--network",
-            net_name,
-            "--vm",
-            vm,
-            "--mac",
-            macs[0],
-            "--mac",
-            macs[1],
-            "--json",
-        )
-    )
+    both = _json(qhook(*_port_create(net_name, vm, *macs), "--json"))
     assert [v["created"] for v in both["vnics"]] == [False, True]
     assert both["vnics"][0]["custom_properties"] == first.stdout.strip()
     assert len(list(neutron_api.list("ports", device_id=vm))) == 2
@@ -274,3 +272,25 @@ def test_unreachable_quantum_is_exit_1(engine_env, tmp_path):
     assert done.stderr == (
         f"qhook: cannot reach Quantum at http://127.0.0.1:{port}: [Errno 111] Connection refused\n"
     )
+
+
+def test_concurrent_creates_of_one_vnic_make_one_port(engine_env, net_name, neutron_api):
+    network = _json(_qhook(engine_env, "network", "create", net_name, "--json"))["network"]
+    vm, mac = str(uuid.uuid4()), "56:6f:51:00:02:01"
+    command = [sys.executable, "-m", "qhook.cli", *_port_create(net_name, vm, mac), "--json"]
+    racing = [
+        subprocess.Popen(
+            command, env=engine_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in racing]
+    for process in racing:
+        process.stdout.close()
+        process.stderr.close()
+    assert [code for code, _, _ in outcomes] == [0, 0, 0, 0], outcomes
+    ids = {json.loads(out)["vnics"][0]["port"]["id"] for _, out, _ in outcomes}
+    ports = list(neutron_api.list("ports", device_id=vm))
+    assert len(ids) == 1 and [p["id"] for p in ports] == list(ids)
+    assert _qhook(engine_env, "port", "delete", "--vm", vm).returncode == 0
+    neutron_api.delete("networks", network["id"])
