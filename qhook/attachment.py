@@ -8,10 +8,9 @@ from typing import List, Optional
 
 from qhook import domxml
 from qhook.errors import QhookError
-from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic
+from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic, parse_mtu
 
 OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
-MTU_RANGE = (68, 65535)  # Linux's IPv4 minimum to the 16-bit maximum
 MAX_QUEUES = 256
 
 
@@ -54,7 +53,7 @@ def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Atta
         plugin=vnic.plugin,
         vm_id=vm_id,
         multiqueue=(queues or 1) > 1,
-        mtu=_number(None if mtu is None else mtu.get("size"), "MTU", *MTU_RANGE),
+        mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
     )
 
 

@@ -178,10 +178,11 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 
 def engine_config_command(cluster_version: str) -> str:
     """The engine-config command that defines the seed's vNIC custom properties."""
-    from qhook.vnic import SEED_IDS, SEED_PLUGINS
+    from qhook.vnic import MTU, SEED_IDS, SEED_PLUGINS
 
     plugins = "|".join(sorted(SEED_PLUGINS))
     properties = [f"plugin=^({plugins})$"] + [f"{name}=^{UUID_PATTERN}$" for name in SEED_IDS]
+    properties.append(f"{MTU}=^[0-9]{{2,5}}$")
     value = "{type=interface;prop={" + ";".join(properties) + "}}"
     return f"engine-config -s CustomDeviceProperties='{value}' --cver={cluster_version}"
 

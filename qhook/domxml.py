@@ -229,6 +229,25 @@ def _host_side(spec: InterfaceSpec) -> List[Element]:
     return wanted
 
 
+def interface_mtu(interface: Element) -> Optional[str]:
+    """The size of the interface's <mtu>, as written; None without one."""
+    mtu = interface.find("mtu")
+    return None if mtu is None else mtu.get("size")
+
+
+def ensure_mtu(interface: Element, size: int) -> bool:
+    """Give the interface <mtu size='N'/> unless it has it; True if it changed."""
+    if interface_mtu(interface) == str(size):
+        return False
+    old = interface.find("mtu")
+    new = etree.Element("mtu", size=str(size))
+    if old is None:
+        append_child(interface, new)
+    else:
+        _replace(old, new)
+    return True
+
+
 def rewrite_interface(interface: Element, spec: InterfaceSpec) -> bool:
     """Give the interface the host side in spec; keep everything else. True if it changed.
 

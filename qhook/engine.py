@@ -16,13 +16,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from qhook import PROGRAM
 from qhook.errors import QhookError, shown
 from qhook.quantum import QuantumClient, QuantumError
-from qhook.vnic import SEED_PLUGINS, Plugin
+from qhook.vnic import MTU, MTU_RANGE, SEED_PLUGINS, Plugin
 
 OWNER = PROGRAM
 NETWORK_NAME = re.compile(r"Q_[A-Za-z0-9_.-]{1,253}")
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 PROVIDER_TYPES = ("flat", "vlan", "vxlan", "geneve", "gre", "local")
-MTU_RANGE = (68, 65535)
 SEGMENT_RANGE = (1, 16777215)
 
 
@@ -229,9 +228,9 @@ def create_ports(
     host: Optional[str] = None,
     project_id: Optional[str] = None,
     _again: bool = False,
-) -> List[Tuple[Dict[str, Any], bool]]:
-    """One port per MAC of the VM on the network, found or made (all missing ones in one
-    bulk request); ports found on another host are bound to the given one."""
+) -> Tuple[Dict[str, Any], List[Tuple[Dict[str, Any], bool]]]:
+    """The network, and one port per MAC of the VM on it, found or made (all missing ones
+    in one bulk request); ports found on another host are bound to the given one."""
     network = the_network(client, network_name_)
     existing = {}
     for port in client.list("ports", device_id=vm):
@@ -275,7 +274,7 @@ def create_ports(
         if host and port.get("binding:host_id") != host:
             port = client.update("ports", port["id"], **{"binding:host_id": host})
         result.append((port, False))
-    return result
+    return network, result
 
 
 def delete_ports(client: QuantumClient, vm: str, mac: Optional[str] = None) -> List[Dict]:
@@ -297,14 +296,20 @@ def bind_ports(client: QuantumClient, vm: str, host: str) -> List[Tuple[Dict[str
     return bound
 
 
-def vnic_properties(port: Dict[str, Any], plugin: Plugin) -> Dict[str, str]:
-    """The vNIC's custom properties, in the seed's names, that lead the hooks to the port."""
-    return {
+def vnic_properties(
+    port: Dict[str, Any], plugin: Plugin, mtu: Optional[int] = None
+) -> Dict[str, str]:
+    """The vNIC's custom properties, in the seed's names, that lead the hooks to the port
+    (and give it the network's MTU)."""
+    properties = {
         "plugin": plugin.value,
         "q_network_id": port["network_id"],
         "q_port_id": port["id"],
         "q_attachment_id": port["id"],
     }
+    if mtu:
+        properties[MTU] = str(mtu)
+    return properties
 
 
 def engine_form(properties: Dict[str, str]) -> str:

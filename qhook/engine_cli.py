@@ -198,10 +198,10 @@ def _port_create(args, client, settings) -> Any:
     vm = _vm(args.vm)
     macs = list(dict.fromkeys(_mac(m) for m in args.mac))
     host = host_name(args.host) if args.host else None
-    results = create_ports(client, args.network, vm, macs, host, _noauth_project(settings))
+    network, results = create_ports(client, args.network, vm, macs, host, _noauth_project(settings))
     vnics = []
     for port, created in results:
-        properties = vnic_properties(port, plugin)
+        properties = vnic_properties(port, plugin, network.get("mtu"))
         vnics.append(
             {
                 "mac": port["mac_address"],

@@ -9,7 +9,15 @@ from qhook.attachment import attachment
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
-from qhook.vnic import TAP_NAME, QuantumVnic, claims, normalise_mac, normalise_uuid, parse_vnic
+from qhook.vnic import (
+    TAP_NAME,
+    QuantumVnic,
+    claims,
+    normalise_mac,
+    normalise_uuid,
+    parse_mtu,
+    parse_vnic,
+)
 
 VnicInterface = Tuple[domxml.Element, QuantumVnic]
 
@@ -36,9 +44,22 @@ def classify(
         )
         return None
     try:
-        return parse_vnic(properties, domxml.interface_mac(interface))
+        vnic = parse_vnic(properties, domxml.interface_mac(interface))
+        _check_mtu(interface, vnic)
     except PropertyError as error:
         raise PropertyError(f"{_label(interface)}: {error}") from None
+    return vnic
+
+
+def _check_mtu(interface: domxml.Element, vnic: Optional[QuantumVnic]) -> None:
+    """The mtu property and the engine's <mtu> must agree when both are there."""
+    written = domxml.interface_mtu(interface)
+    if vnic is None or vnic.mtu is None or written is None:
+        return
+    if parse_mtu(written, "<mtu size>") != vnic.mtu:
+        raise PropertyError(
+            f"property mtu={vnic.mtu} contradicts the interface's <mtu size={shown(written)}>"
+        )
 
 
 def domain_vnics(
@@ -90,6 +111,8 @@ def _rewrite(vnics: List[VnicInterface], context: HookContext) -> bool:
     for interface, vnic in vnics:
         spec = interface_spec(vnic, context.config)
         changed = domxml.rewrite_interface(interface, spec) or changed
+        if vnic.mtu is not None:
+            changed = domxml.ensure_mtu(interface, vnic.mtu) or changed
     return changed
 
 

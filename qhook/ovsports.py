@@ -56,6 +56,7 @@ class NewPort:
 
     name: str
     external_ids: Dict[str, str]
+    mtu: Optional[int] = None
 
 
 def _atom(value: Any) -> Optional[Any]:
@@ -185,7 +186,11 @@ def add(
                 "op": "insert",
                 "table": "Interface",
                 "uuid-name": f"i{index}",
-                "row": {"name": port.name, "external_ids": ovsdb.ovs_map(port.external_ids)},
+                "row": {
+                    "name": port.name,
+                    "external_ids": ovsdb.ovs_map(port.external_ids),
+                    "mtu_request": ovsdb.ovs_set([] if port.mtu is None else [port.mtu]),
+                },
             }
         )
         operations.append(

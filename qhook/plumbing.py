@@ -26,6 +26,10 @@ def _external_ids(item: Attachment) -> Dict[str, str]:
     }
 
 
+def _new_port(item: Attachment) -> ovsports.NewPort:
+    return ovsports.NewPort(item.tap_name, _external_ids(item), item.mtu)
+
+
 def undo(plugged: Plugged, config: Config) -> List[str]:
     """Remove what a plug run made (taps it took over stay); return what could not be done."""
     return remove_ours(plugged.added_ports, plugged.created_taps, plugged.vm_id, config)
@@ -76,7 +80,7 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                 ovsports.add(
                     db,
                     config.ovs.integration_bridge,
-                    [ovsports.NewPort(i.tap_name, _external_ids(i)) for i in on_ovs],
+                    [_new_port(i) for i in on_ovs],
                     replacing,
                 )
                 done.added_ports = [item.tap_name for item in on_ovs]
@@ -196,7 +200,7 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
                 missing = []
             missing = [i for i in missing if tap.state(i.tap_name) is not None]
             if missing:
-                new = [ovsports.NewPort(i.tap_name, _external_ids(i)) for i in missing]
+                new = [_new_port(i) for i in missing]
                 ovsports.add(db, config.ovs.integration_bridge, new, [])
     except QhookError as error:
         problems.append(str(error))

@@ -100,6 +100,11 @@ class OvsSandbox:
     def in_netns(self, *args: str) -> str:
         return _run([*self.netns_exec, *args], self.env)
 
+    def ofctl(self, command: str, *args: str, bridge: Optional[str] = None) -> str:
+        """ovs-ofctl COMMAND on a bridge (by default the integration bridge)."""
+        mgmt = f"unix:{self.directory}/{bridge or self.bridge}.mgmt"
+        return _run(["ovs-ofctl", command, mgmt, *args], self.env)
+
     def _daemon(self, label: str, args: List[str]) -> None:
         self.processes[label] = _spawn(self.directory, label, [*self.netns_exec, *args], self.env)
 

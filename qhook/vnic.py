@@ -10,6 +10,7 @@ Two property forms are understood:
   EXTERNAL_NETWORK), ``plugin_type`` and ``vnic_id`` (the id used on the host).
 """
 
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+MTU_RANGE = (68, 65535)  # Linux's IPv4 minimum to the 16-bit maximum
+MTU = "mtu"  # optional in both forms: the Quantum network's MTU
 
 
 class Plugin(enum.Enum):
@@ -67,6 +70,7 @@ class QuantumVnic:
     port_id: Optional[str]
     network_id: Optional[str]
     form: PropertyForm
+    mtu: Optional[int] = None
 
     @property
     def tap_name(self) -> str:
@@ -79,6 +83,16 @@ def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:
     if value is None or not _MAC.fullmatch(value):
         raise PropertyError(f"{what} {shown(value)} is not a MAC address")
     return value.lower()
+
+
+def parse_mtu(value: Optional[str], what: str) -> Optional[int]:
+    """An MTU from outside (a property, an XML attribute): None if not given."""
+    if value is None or value == "":
+        return None
+    lowest, highest = MTU_RANGE
+    if not (value.isascii() and value.isdigit()) or not lowest <= int(value) <= highest:
+        raise PropertyError(f"{what}: {shown(value)} is not an MTU from {lowest} to {highest}")
+    return int(value)
 
 
 def normalise_uuid(value: Optional[str], what: str) -> str:
@@ -170,4 +184,6 @@ def parse_vnic(props: Mapping[str, str], mac: Optional[str]) -> Optional[Quantum
             f"{PROVIDER_TYPE}={props[PROVIDER_TYPE]} are set; use one form"
         )
     address = normalise_mac(mac, "interface MAC address")
-    return _seed(props, address) if seed else _openstacknet(props, address)
+    vnic = _seed(props, address) if seed else _openstacknet(props, address)
+    mtu = parse_mtu(_given(props, MTU), f"property {MTU}")
+    return vnic if mtu is None else dataclasses.replace(vnic, mtu=mtu)

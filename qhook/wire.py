@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from qhook.attachment import MTU_RANGE, Attachment
+from qhook.attachment import Attachment
 from qhook.errors import QhookError, shown
-from qhook.vnic import TAP_NAME, Plugin, normalise_mac, normalise_uuid
+from qhook.vnic import MTU_RANGE, TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_ITEMS = 64

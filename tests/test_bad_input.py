@@ -302,8 +302,8 @@ def test_non_utf8_property_bytes_are_refused_escaped(hook, env, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ('<mtu size="60"/>', "MTU '60' is not a number from 68 to 65535"),
-        ('<mtu size="1e3"/>', "MTU '1e3' is not a number from 68 to 65535"),
+        ('<mtu size="60"/>', "<mtu size>: '60' is not an MTU from 68 to 65535"),
+        ('<mtu size="1e3"/>', "<mtu size>: '1e3' is not an MTU from 68 to 65535"),
         ('<driver name="vhost" queues="0"/>', "queues '0' is not a number from 1 to 256"),
     ],
 )

@@ -172,12 +172,13 @@ def test_engine_config_defines_strict_properties_the_hooks_accept():
     assert command.endswith("}}' --cver=4.6")
     body = command.split("prop={", 1)[1].rsplit("}}'", 1)[0]
     patterns = dict(item.split("=", 1) for item in body.split(";"))
-    assert sorted(patterns) == ["plugin", "q_attachment_id", "q_network_id", "q_port_id"]
+    assert sorted(patterns) == ["mtu", "plugin", "q_attachment_id", "q_network_id", "q_port_id"]
     good = {
         "plugin": "ovn",
         "q_network_id": "3b0c4e7a-9d2f-4c61-8a5e-0f1d2c3b4a59",
         "q_port_id": "8E5F2A1C-4B3D-4E6F-9A7B-1C2D3E4F5A6B",
         "q_attachment_id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        "mtu": "1450",
     }
     for name, value in good.items():  # what the engine lets through, the hooks accept
         assert re.fullmatch(patterns[name], value)
@@ -186,6 +187,7 @@ def test_engine_config_defines_strict_properties_the_hooks_accept():
         ("plugin", "vmware"),
         ("q_port_id", "x; reboot"),
         ("q_network_id", good["q_network_id"] + "\\n"),
+        ("mtu", "1500; reboot"),
     ):
         assert not re.fullmatch(patterns[name], bad), (name, bad)
     assert _qhook("engine-config", "--cver", "4.7'; rm -rf /").returncode == 2

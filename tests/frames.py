@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Be the guest behind taps: attach to them as QEMU does, send Ethernet frames into
+one, see which taps the frames come out of. Run inside the sandbox's network
+namespace (taps are looked up there):
+
+    python3 frames.py cross SEND_TAP SRC_MAC SIZE[,SIZE...] RECV_TAP[,RECV_TAP...]
+        one broadcast frame per L3 size; prints {size: [taps that got it]} as JSON
+    python3 frames.py flood SEND_TAP SRC_MAC RECV_TAP SECONDS
+        full-size frames as fast as they go; prints bits per second received as JSON
+"""
+
+import fcntl
+import json
+import os
+import select
+import struct
+import sys
+import time
+from typing import Dict, List
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+ETHERTYPE = 0x88B5  # IEEE local experimental: nothing else on the bridge uses it
+MARK = b"qhook-frame"
+
+
+def attach(name: str) -> int:
+    """Open the tap as its guest would; the tap gets a carrier."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    return fd
+
+
+def frame(src_mac: str, size: int, sequence: int) -> bytes:
+    """A broadcast frame carrying `size` bytes after its Ethernet header."""
+    header = b"\xff" * 6 + bytes.fromhex(src_mac.replace(":", "")) + struct.pack("!H", ETHERTYPE)
+    body = MARK + struct.pack("!II", size, sequence)
+    return header + body + b"\x00" * (size - len(body))
+
+
+def ours(data: bytes) -> bool:
+    return len(data) > 14 + len(MARK) and data[12:14] == struct.pack("!H", ETHERTYPE)
+
+
+def drain(fds: Dict[str, int], seconds: float) -> Dict[str, List[bytes]]:
+    """Our frames that come out of each tap within the time."""
+    got: Dict[str, List[bytes]] = {name: [] for name in fds}
+    names = {fd: name for name, fd in fds.items()}
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return got
+        readable, _, _ = select.select(list(names), [], [], left)
+        for fd in readable:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if ours(data):
+                    got[names[fd]].append(data)
+
+
+def cross(send: str, src_mac: str, sizes: List[int], receivers: List[str]) -> Dict[int, List]:
+    sender = attach(send)
+    fds = {name: attach(name) for name in receivers}
+    time.sleep(0.5)  # Open vSwitch sees the carriers come up
+    drain(fds, 0.2)
+    seen: Dict[int, List[str]] = {}
+    for sequence, size in enumerate(sizes):
+        os.write(sender, frame(src_mac, size, sequence))
+        got = drain(fds, 1.0)
+        seen[size] = sorted(
+            name
+            for name, frames in got.items()
+            if any(
+                struct.unpack("!II", f[14 + len(MARK) : 22 + len(MARK)])[1] == sequence
+                for f in frames
+            )
+        )
+    return seen
+
+
+def flood(send: str, src_mac: str, receiver: str, seconds: float, size: int = 1400) -> float:
+    sender = attach(send)
+    fd = attach(receiver)
+    time.sleep(0.5)
+    drain({receiver: fd}, 0.2)
+    payload = frame(src_mac, size, 0)
+    received = 0
+    began = time.monotonic()
+    end = began + seconds
+    while time.monotonic() < end:
+        readable, writable, _ = select.select([fd], [sender], [], 0.1)
+        if writable:
+            for _ in range(16):
+                try:
+                    os.write(sender, payload)
+                except (BlockingIOError, OSError):
+                    break
+        if readable:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if ours(data):
+                    received += len(data)
+    return received * 8 / (time.monotonic() - began)
+
+
+def main(argv: List[str]) -> int:
+    if argv[0] == "cross":
+        sizes = [int(s) for s in argv[3].split(",")]
+        print(json.dumps(cross(argv[1], argv[2], sizes, argv[4].split(","))))
+    elif argv[0] == "flood":
+        print(json.dumps(flood(argv[1], argv[2], argv[3], float(argv[4]))))
+    else:
+        raise SystemExit(f"unknown command {argv[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
