@@ -24,6 +24,8 @@ class Attachment:
     vm_id: str
     multiqueue: bool
     mtu: Optional[int]
+    network_id: Optional[str] = None
+    mirror: bool = False  # the vNIC receives a copy of its network's traffic
 
     @property
     def tap_name(self) -> str:
@@ -42,7 +44,9 @@ def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Option
     return int(text)
 
 
-def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Attachment:
+def attachment(
+    interface: domxml.Element, vnic: QuantumVnic, vm_id: str, mirror: bool = False
+) -> Attachment:
     """The attachment of a vNIC: queues and MTU come from its <interface>."""
     driver = interface.find("driver")
     mtu = interface.find("mtu")
@@ -54,6 +58,8 @@ def attachment(interface: domxml.Element, vnic: QuantumVnic, vm_id: str) -> Atta
         vm_id=vm_id,
         multiqueue=(queues or 1) > 1,
         mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
+        network_id=vnic.network_id,
+        mirror=mirror,
     )
 
 

@@ -153,6 +153,23 @@ def device_properties(domain: Element) -> Dict[str, Dict[str, str]]:
     return found
 
 
+def port_mirroring(domain: Element) -> Dict[str, List[str]]:
+    """The networks each vNIC mirrors (oVirt's ovirt-vm:portMirroring), by lower-case MAC."""
+    vm = _ovirt_vm(domain)
+    found: Dict[str, List[str]] = {}
+    if vm is None:
+        return found
+    for device in vm.iterfind(f"{{{OVIRT_VM_NS}}}device"):
+        mirroring = device.find(f"{{{OVIRT_VM_NS}}}portMirroring")
+        mac = device.get("mac_address")
+        if mirroring is None or not mac:
+            continue
+        networks = [(n.text or "").strip() for n in mirroring.iterfind(f"{{{OVIRT_VM_NS}}}network")]
+        if any(networks):
+            found[mac.lower()] = [n for n in networks if n]
+    return found
+
+
 def vm_properties(domain: Element) -> Dict[str, str]:
     """The VM-level custom properties in the oVirt metadata."""
     vm = _ovirt_vm(domain)

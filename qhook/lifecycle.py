@@ -2,15 +2,17 @@
 """What each hook point does with the Quantum vNICs of a VM."""
 
 import json
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from qhook import domxml, host
 from qhook.attachment import attachment
+from qhook.config import PlugMode
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.hooking import HookContext
 from qhook.plugins import interface_spec
 from qhook.vnic import (
     TAP_NAME,
+    Plugin,
     QuantumVnic,
     claims,
     normalise_mac,
@@ -129,6 +131,30 @@ def vm_id_of(context: HookContext, domain: Optional[domxml.Element] = None) -> s
     return normalise_uuid(value, what)
 
 
+def _mirroring(
+    domain: Optional[domxml.Element], vnics: List[VnicInterface], context: HookContext
+) -> Set[str]:
+    """The MACs of the Quantum vNICs with port mirroring; refuse what cannot mirror."""
+    wanted = domxml.port_mirroring(domain) if domain is not None else {}
+    macs: Set[str] = set()
+    for _, vnic in vnics:
+        if vnic.mac not in wanted:
+            continue
+        why = None
+        if vnic.plugin is Plugin.LINUXBRIDGE:
+            why = "a Linux bridge vNIC cannot: mirrors are made on Open vSwitch"
+        elif vnic.network_id is None:
+            why = "it needs the vNIC's Quantum network (property q_network_id)"
+        elif context.config.ovs.plug is PlugMode.LIBVIRT:
+            why = "it needs the hook to plug the port ([ovs] plug = hook)"
+        if why:
+            raise QhookError(
+                f"vNIC {vnic.mac}: port mirroring of {', '.join(wanted[vnic.mac])}: {why}"
+            )
+        macs.add(vnic.mac)
+    return macs
+
+
 def _plug_and_write(
     document: domxml.Document,
     vnics: List[VnicInterface],
@@ -137,7 +163,12 @@ def _plug_and_write(
     write: bool,
 ) -> None:
     """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
-    items = [attachment(interface, vnic, vm_id) for interface, vnic in vnics]
+    domain = document.root if document.root.tag == "domain" else None
+    mirroring = _mirroring(domain, vnics, context)
+    items = [
+        attachment(interface, vnic, vm_id, mirror=vnic.mac in mirroring)
+        for interface, vnic in vnics
+    ]
     plugged = host.plug(items, context.config) if items else None
     if plugged is not None and plugged.unwired:
         context.warn(

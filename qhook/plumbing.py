@@ -7,7 +7,7 @@ was; a failure half-way undoes what this run made.
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from qhook import ovsports, tap, wiring
+from qhook import mirrors, ovsports, tap, wiring
 from qhook.attachment import Attachment, Plugged
 from qhook.config import Config, OnTimeout, PlugMode
 from qhook.errors import QhookError, shown
@@ -17,13 +17,16 @@ from qhook.vnic import Plugin
 
 def _external_ids(item: Attachment) -> Dict[str, str]:
     """What the agents read from the OVS Interface, plus our mark."""
-    return {
+    ids = {
         "iface-id": item.host_id,
         "attached-mac": item.mac,
         "iface-status": "active",
         "vm-uuid": item.vm_id,
         ovsports.OWNER_KEY: ovsports.OWNER_VALUE,
     }
+    if item.network_id:
+        ids[mirrors.NETWORK_KEY] = item.network_id
+    return ids
 
 
 def _new_port(item: Attachment) -> ovsports.NewPort:
@@ -84,6 +87,7 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                     replacing,
                 )
                 done.added_ports = [item.tap_name for item in on_ovs]
+                _mirror(db, on_ovs, config)
         else:
             _make_taps(hook_made, leftovers, done, config.ovs.timeout)
         if config.wiring.wait:
@@ -92,6 +96,18 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
         undo(done, config)
         raise
     return done
+
+
+def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
+    """Mirrors for the mirroring vNICs; the new ports join the mirrors of their network."""
+    wanted = [
+        mirrors.WantedMirror(i.tap_name, i.network_id, i.vm_id)
+        for i in items
+        if i.mirror and i.network_id
+    ]
+    networks = [i.network_id for i in items if i.network_id]
+    if wanted or (networks and any(m.network in networks for m in mirrors.find(db))):
+        mirrors.update(db, config.ovs.integration_bridge, networks, wanted)
 
 
 def _wait_for_agents(
@@ -147,6 +163,7 @@ def remove_ours(
     if port_names:
         try:
             with _ovsdb(config) as db:
+                mirrors.remove(db, port_names, vm_id)
                 rows = ovsports.find(db, port_names)
                 mine = [
                     row

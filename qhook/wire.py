@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from qhook.attachment import Attachment
+from qhook.attachment import OVS_PLUGINS, Attachment
 from qhook.errors import QhookError, shown
 from qhook.vnic import MTU_RANGE, TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
@@ -27,7 +27,7 @@ _FIELDS = {
     REPAIR: {"verb", "vm", "attachments"},
     REMOVE: {"verb", "vm", "ports", "taps"},
 }
-_ATTACHMENT_FIELDS = {"host_id", "mac", "plugin", "multiqueue", "mtu"}
+_ATTACHMENT_FIELDS = {"host_id", "mac", "plugin", "multiqueue", "mtu", "network_id", "mirror"}
 
 
 class RequestError(QhookError):
@@ -60,6 +60,8 @@ def encode(request: Request) -> bytes:
                 "plugin": a.plugin.value,
                 "multiqueue": a.multiqueue,
                 "mtu": a.mtu,
+                "network_id": a.network_id,
+                "mirror": a.mirror,
             }
             for a in request.attachments
         ]
@@ -108,8 +110,14 @@ def _attachment(value: Any, vm_id: str) -> Attachment:
         plugin = Plugin(_text(body["plugin"], "plugin"))
     except ValueError:
         raise RequestError(f"unknown plugin {shown(body['plugin'])}") from None
-    if type(body["multiqueue"]) is not bool:
-        raise RequestError("multiqueue is not true or false")
+    for flag in ("multiqueue", "mirror"):
+        if type(body[flag]) is not bool:
+            raise RequestError(f"{flag} is not true or false")
+    network_id = body["network_id"]
+    if network_id is not None:
+        network_id = normalise_uuid(_text(network_id, "network_id"), "network_id")
+    if body["mirror"] and (network_id is None or plugin not in OVS_PLUGINS):
+        raise RequestError("only an Open vSwitch or OVN vNIC with a network id can mirror")
     return Attachment(
         host_id=normalise_uuid(_text(body["host_id"], "host_id"), "host_id"),
         mac=normalise_mac(_text(body["mac"], "mac")),
@@ -117,6 +125,8 @@ def _attachment(value: Any, vm_id: str) -> Attachment:
         vm_id=vm_id,
         multiqueue=body["multiqueue"],
         mtu=_mtu(body["mtu"]),
+        network_id=network_id,
+        mirror=body["mirror"],
     )
 
 

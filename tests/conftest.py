@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
+from frames import ETHERTYPE
 from keystone_stack import keystone_in_front_of
 from neutron_stack import NeutronStack
 from relay import Relay
@@ -68,6 +69,14 @@ def hook(ovs):
         return run_hook(point, data_file, env, ovs.netns_exec)
 
     return run
+
+
+@pytest.fixture
+def forwarding(ovs):
+    """Be the agent: br-int (fail-mode secure) forwards our test frames, nothing else."""
+    ovs.ofctl("add-flow", f"priority=1,dl_type={ETHERTYPE},actions=normal")
+    yield
+    ovs.ofctl("del-flows", f"dl_type={ETHERTYPE}")
 
 
 NEUTRON_VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))

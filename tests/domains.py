@@ -70,6 +70,15 @@ def set_vnic_properties(domain: etree._Element, mac: str, properties: Mapping[st
         etree.SubElement(custom, OVIRT + name).text = value
 
 
+def set_port_mirroring(domain: etree._Element, mac: str, networks: List[str]) -> None:
+    """Port mirroring on the vNIC with this MAC, as the engine writes it in the metadata."""
+    vm = _ovirt_vm(domain)
+    device = next(d for d in vm.iterfind(OVIRT + "device") if d.get("mac_address") == mac)
+    mirroring = etree.SubElement(device, OVIRT + "portMirroring")
+    for network in networks:
+        etree.SubElement(mirroring, OVIRT + "network").text = network
+
+
 def add_interface(
     domain: etree._Element, mac: str, extra: str = "", kind: str = "bridge"
 ) -> etree._Element:

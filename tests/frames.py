@@ -39,7 +39,13 @@ def frame(src_mac: str, size: int, sequence: int) -> bytes:
     return header + body + b"\x00" * (size - len(body))
 
 
+def untagged(data: bytes) -> bytes:
+    """The frame without an 802.1Q tag, if it has one."""
+    return data[:12] + data[16:] if data[12:14] == b"\x81\x00" else data
+
+
 def ours(data: bytes) -> bool:
+    data = untagged(data)
     return len(data) > 14 + len(MARK) and data[12:14] == struct.pack("!H", ETHERTYPE)
 
 
@@ -60,7 +66,7 @@ def drain(fds: Dict[str, int], seconds: float) -> Dict[str, List[bytes]]:
                 except BlockingIOError:
                     break
                 if ours(data):
-                    got[names[fd]].append(data)
+                    got[names[fd]].append(untagged(data))
 
 
 def cross(send: str, src_mac: str, sizes: List[int], receivers: List[str]) -> Dict[int, List]:

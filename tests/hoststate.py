@@ -2,8 +2,10 @@
 """What is on the sandbox "host", read with the standard tools (ip, ovs-vsctl)."""
 
 import json
+import sys
 import time
-from typing import Any, Dict
+from pathlib import Path
+from typing import Any, Dict, List
 
 from qhook.sandbox import OvsSandbox
 
@@ -47,3 +49,23 @@ def wait_for_ofports(ovs: OvsSandbox, names, timeout: float = 10) -> Dict[str, i
             return ofports
         assert time.monotonic() < deadline, f"no ofport after {timeout} s: {ofports}"
         time.sleep(0.05)
+
+
+FRAMES = str(Path(__file__).with_name("frames.py"))
+
+
+def frames_cross(
+    ovs: OvsSandbox, sender: str, src_mac: str, sizes: List[int], receivers: List[str]
+) -> Dict[int, List[str]]:
+    """Be the guests: one broadcast frame per size into the sender's tap; which of the
+    receivers' taps each came out of (tests/frames.py, run inside the sandbox)."""
+    out = ovs.in_netns(
+        sys.executable,
+        FRAMES,
+        "cross",
+        sender,
+        src_mac,
+        ",".join(map(str, sizes)),
+        ",".join(receivers),
+    )
+    return {int(size): taps for size, taps in json.loads(out).items()}

@@ -4,44 +4,18 @@ interface, the tap and its Open vSwitch port; and real frames of that size cross
 integration bridge, one byte more refused."""
 
 import json
-import sys
 
 import hoststate
 import pytest
 from domains import quantum_vm, seed_properties, to_bytes
-from frames import ETHERTYPE
 from lxml import etree
 
 from qhook.vdsm_emulator import HookFailed
-from tools import REPO
-
-FRAMES = str(REPO / "tests" / "frames.py")
 
 
 def _ovs_mtu(ovs, name):
     request = json.loads(ovs.vsctl("--format=json", "get", "Interface", name, "mtu_request"))
     return request, int(ovs.vsctl("get", "Interface", name, "mtu"))
-
-
-def _cross(ovs, sender, src_mac, sizes, receivers):
-    out = ovs.in_netns(
-        sys.executable,
-        FRAMES,
-        "cross",
-        sender,
-        src_mac,
-        ",".join(map(str, sizes)),
-        ",".join(receivers),
-    )
-    return {int(size): taps for size, taps in json.loads(out).items()}
-
-
-@pytest.fixture
-def forwarding(ovs):
-    """Be the agent: br-int (fail-mode secure) forwards our test frames, nothing else."""
-    ovs.ofctl("add-flow", f"priority=1,dl_type={ETHERTYPE},actions=normal")
-    yield
-    ovs.ofctl("del-flows", f"dl_type={ETHERTYPE}")
 
 
 def _interfaces(xml: bytes):
@@ -64,7 +38,7 @@ def test_the_network_mtu_reaches_the_guest_the_tap_and_ovs(vdsm, ovs, forwarding
     assert _ovs_mtu(ovs, taps[0]) == (1400, 1400) and _ovs_mtu(ovs, taps[1]) == (1400, 1400)
     assert _ovs_mtu(ovs, taps[2])[0] == []  # none asked for
     # The first vNIC sends; a full-size frame reaches the second, one byte more does not.
-    seen = _cross(ovs, taps[0], "02:00:00:00:01:01", [1400, 1401, 1000], taps[1:2])
+    seen = hoststate.frames_cross(ovs, taps[0], "02:00:00:00:01:01", [1400, 1401, 1000], taps[1:2])
     assert seen == {1400: [taps[1]], 1401: [], 1000: [taps[1]]}
     vdsm.destroy_vm(started.domain_xml)
     assert not set(taps) & set(hoststate.links(ovs))

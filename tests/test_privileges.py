@@ -192,6 +192,8 @@ GOOD = {
     "plugin": "openvswitch",
     "multiqueue": False,
     "mtu": None,
+    "network_id": None,
+    "mirror": False,
 }
 REFUSED = {
     "not-json": (b"plug tap0 br-int", "the request is not JSON"),
@@ -215,6 +217,14 @@ REFUSED = {
     "mtu": (
         {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, mtu=10**9)]},
         "is not a number from 68 to 65535",
+    ),
+    "mirror-without-network": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, mirror=True)]},
+        "only an Open vSwitch or OVN vNIC with a network id can mirror",
+    ),
+    "network-injection": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, network_id="x' or '1")]},
+        "network_id: \"x' or '1\" is not a UUID",
     ),
     "multiqueue": (
         {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, multiqueue="yes")]},

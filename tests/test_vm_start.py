@@ -225,13 +225,16 @@ def _check_plugged(ovs, quantum, interfaces, plug, vm_id) -> None:
         assert 0 <= time.time() - int(since) < 300
         if on_ovs:
             hook_made_ovs.append(tap)
-            assert rows[tap]["external_ids"] == {
+            expected = {
                 "iface-id": host_id,
                 "attached-mac": mac,
                 "iface-status": "active",
                 "vm-uuid": vm_id,
                 "vdsm-hook-quantum": "owned",
             }
+            if "q_network_id" in properties:  # which ports a mirror of the network selects
+                expected["vdsm-hook-quantum-network"] = properties["q_network_id"].lower()
+            assert rows[tap]["external_ids"] == expected
         else:
             assert tap not in rows  # the Linux bridge agent bridges the tap itself
     assert set(hook_made_ovs) <= hoststate.bridge_ports(ovs)
