@@ -98,12 +98,12 @@ def test_a_mirroring_vnic_sees_its_network_only(vdsm, ovs, forwarding, foreign_m
     assert hoststate.frames_cross(ovs, e, "02:00:00:00:01:01", [700], [b, m]) == {
         700: sorted([b, m])
     }
-    vdsm.destroy_vm(late.domain_xml)
+    assert not vdsm.destroy_vm(late.domain_xml).failed
     assert _mirrors(ovs)[f"qhook-mirror-{m}"] == 2  # Open vSwitch dropped the port
 
-    vdsm.destroy_vm(watcher.domain_xml)
+    assert not vdsm.destroy_vm(watcher.domain_xml).failed
     assert _mirrors(ovs) == {"foreign-span": 0}
-    vdsm.destroy_vm(other.domain_xml)
+    assert not vdsm.destroy_vm(other.domain_xml).failed
 
 
 @pytest.mark.parametrize(

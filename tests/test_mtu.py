@@ -40,7 +40,7 @@ def test_the_network_mtu_reaches_the_guest_the_tap_and_ovs(vdsm, ovs, forwarding
     # The first vNIC sends; a full-size frame reaches the second, one byte more does not.
     seen = hoststate.frames_cross(ovs, taps[0], "02:00:00:00:01:01", [1400, 1401, 1000], taps[1:2])
     assert seen == {1400: [taps[1]], 1401: [], 1000: [taps[1]]}
-    vdsm.destroy_vm(started.domain_xml)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
     assert not set(taps) & set(hoststate.links(ovs))
 
 
@@ -69,4 +69,4 @@ def test_the_engines_mtu_alone_is_used_and_an_agreeing_property_changes_nothing(
     assert [hoststate.links(ovs)[t]["mtu"] for t in taps] == [9000, 8950]
     hoststate.wait_for_ofports(ovs, taps[1:])
     assert _ovs_mtu(ovs, taps[1]) == (8950, 8950)
-    vdsm.destroy_vm(started.domain_xml)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
