@@ -265,6 +265,19 @@ def ensure_mtu(interface: Element, size: int) -> bool:
     return True
 
 
+def cap_inbound(interface: Element) -> bool:
+    """Give an inbound <bandwidth> average without a peak that average as its peak.
+
+    libvirt's tc caps a tap's inbound traffic at the peak, else at the average; on an
+    Open vSwitch port it only guarantees the average (QoS min-rate) and caps at the peak
+    (max-rate), so without a peak nothing limits the guest. True if it changed."""
+    inbound = interface.find("bandwidth/inbound")
+    if inbound is None or inbound.get("peak") or not inbound.get("average"):
+        return False
+    inbound.set("peak", inbound.get("average"))
+    return True
+
+
 def rewrite_interface(interface: Element, spec: InterfaceSpec) -> bool:
     """Give the interface the host side in spec; keep everything else. True if it changed.
 

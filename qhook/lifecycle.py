@@ -115,6 +115,7 @@ def _rewrite(vnics: List[VnicInterface], context: HookContext) -> bool:
         changed = domxml.rewrite_interface(interface, spec) or changed
         if vnic.mtu is not None:
             changed = domxml.ensure_mtu(interface, vnic.mtu) or changed
+        changed = domxml.cap_inbound(interface) or changed
     return changed
 
 

@@ -125,6 +125,103 @@ def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
     assert not set(taps) & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
 
 
+BANDWIDTH = (
+    '<bandwidth><inbound average="2500"/><outbound average="1250"/></bandwidth>'  # 20/10 Mbit/s
+)
+
+
+def _one_vnic_vm(mode, extra=""):
+    """A domain with one Open vSwitch vNIC (MAC 02:00:00:00:e2:01) and its properties."""
+    domain = etree.fromstring(DOMAIN.format(mode=mode, uuid=new_id()).encode())
+    interfaces = domain.findall("devices/interface")
+    for other in interfaces[1:]:
+        other.getparent().remove(other)
+    if extra:
+        interfaces[0].append(etree.fromstring(extra))
+    properties = seed_properties("openvswitch")
+    set_vnic_properties(domain, "02:00:00:00:e2:01", properties)
+    return domain, "tap" + properties["q_port_id"][:11]
+
+
+def _delivered(ovs, tap, sender, seconds=3.0):
+    """Bits per second Open vSwitch hands to the tap (to the guest) while another port
+    floods the bridge with broadcast frames: what the tap's qdisc lets through."""
+    out = ovs.in_netns(
+        "python3", hoststate.FRAMES, "blast", sender, "02:00:00:00:ee:01", str(seconds), tap
+    )
+    return float(out)
+
+
+@pytest.fixture
+def sender(ovs):
+    """A plain tap on br-int to flood from."""
+    name = f"qhsend{secrets.token_hex(3)}"
+    ovs.in_netns("ip", "tuntap", "add", "dev", name, "mode", "tap")
+    ovs.in_netns("ip", "link", "set", name, "up")
+    ovs.vsctl("add-port", "br-int", name)
+    yield name
+    ovs.vsctl("--if-exists", "del-port", "br-int", name)
+    ovs.in_netns("ip", "link", "del", name)
+
+
+def test_libvirt_shapes_the_hooks_tap_itself(libvirt, vdsm, configure, ovs, tmp_path):
+    """On a tap the hook made (managed='no'), libvirt still applies <bandwidth> with tc:
+    the hook leaves it in the interface for libvirt."""
+    configure(plug="hook")
+    domain, tap = _one_vnic_vm("qos-hook", BANDWIDTH)
+    started = vdsm.start_vm(etree.tostring(domain))
+    assert etree.fromstring(started.domain_xml).find("devices/interface/bandwidth") is not None
+    xml = tmp_path / "domain.xml"
+    xml.write_bytes(started.domain_xml)
+    name = domain.findtext("name")
+    libvirt.virsh("define", str(xml))
+    try:
+        result = subprocess.run(
+            ["virsh", "-c", libvirt.uri, "start", name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode == 0:
+            assert "htb" in ovs.in_netns("tc", "qdisc", "show", "dev", tap)
+        else:  # this kernel has no sfq: libvirt's tc on our tap is what failed
+            assert f"tc qdisc add dev {tap} " in result.stderr, result.stderr
+    finally:
+        subprocess.run(["virsh", "-c", libvirt.uri, "destroy", name], capture_output=True)
+        libvirt.virsh("undefine", name)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+def test_libvirt_limits_its_open_vswitch_port_measured(
+    libvirt, vdsm, configure, ovs, forwarding, sender, tmp_path
+):
+    """On an Open vSwitch port libvirt plugs, libvirt enforces <bandwidth> through Open
+    vSwitch (a linux-htb QoS) once the hook gave the inbound average as the peak:
+    measured, and unlimited once the limit is lifted."""
+    configure(plug="libvirt")
+    domain, tap = _one_vnic_vm("qos-libvirt", BANDWIDTH)
+    started = vdsm.start_vm(etree.tostring(domain))
+    inbound = etree.fromstring(started.domain_xml).find("devices/interface/bandwidth/inbound")
+    assert (inbound.get("average"), inbound.get("peak")) == ("2500", "2500")
+    xml = tmp_path / "domain.xml"
+    xml.write_bytes(started.domain_xml)
+    name = domain.findtext("name")
+    libvirt.virsh("define", str(xml))
+    try:
+        libvirt.virsh("start", name)
+        hoststate.wait_for_ofports(ovs, [tap, sender])
+        limited = _delivered(ovs, tap, sender)
+        assert abs(limited - 20e6) < 0.15 * 20e6, limited
+        libvirt.virsh("domiftune", name, tap, "--inbound", "0", "--live")
+        unlimited = _delivered(ovs, tap, sender)
+        assert unlimited > 2 * 20e6
+    finally:
+        subprocess.run(["virsh", "-c", libvirt.uri, "destroy", name], capture_output=True)
+        libvirt.virsh("undefine", name)
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
 def test_libvirt_refuses_filterref_on_an_openvswitch_port(libvirt, vdsm, configure, tmp_path):
     """Why the rewrite drops oVirt's filterref: libvirt would not start the VM with it."""
     configure(plug="libvirt")
