@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from qhook import domxml
 from qhook.errors import QhookError
-from qhook.vnic import ID_CHARS_IN_NAME, TAP_PREFIX, Plugin, QuantumVnic, parse_mtu
+from qhook.vnic import ID_CHARS_IN_NAME, TAP_NAME, TAP_PREFIX, Plugin, QuantumVnic, parse_mtu
 
 OVS_PLUGINS = (Plugin.OPENVSWITCH, Plugin.OVN)
 MAX_QUEUES = 256
@@ -26,10 +26,11 @@ class Attachment:
     mtu: Optional[int]
     network_id: Optional[str] = None
     mirror: bool = False  # the vNIC receives a copy of its network's traffic
+    tap: Optional[str] = None  # the tap's name when it is not the one of host_id (moved)
 
     @property
     def tap_name(self) -> str:
-        return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
+        return self.tap or TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
 
     @property
     def on_ovs(self) -> bool:
@@ -50,6 +51,10 @@ def attachment(
     """The attachment of a vNIC: queues and MTU come from its <interface>."""
     driver = interface.find("driver")
     mtu = interface.find("mtu")
+    target = domxml.interface_target(interface)
+    derived = TAP_PREFIX + vnic.host_id[:ID_CHARS_IN_NAME]
+    # A vNIC moved to another port while running keeps the tap its QEMU holds.
+    tap = target if target and TAP_NAME.fullmatch(target) and target != derived else None
     queues = _number(None if driver is None else driver.get("queues"), "queues", 1, MAX_QUEUES)
     return Attachment(
         host_id=vnic.host_id,
@@ -60,6 +65,7 @@ def attachment(
         mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
         network_id=vnic.network_id,
         mirror=mirror,
+        tap=tap,
     )
 
 

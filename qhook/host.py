@@ -31,7 +31,10 @@ def _through_sudo(request: wire.Request, config: Config) -> Dict[str, Any]:
     command = ["sudo", "-n", "--", helper]
     if config.source != "defaults":
         command += ["--config", config.source]
-    budget = 2 * config.ovs.timeout + 10  # two bounded OVS sessions and a process start
+    # Two bounded OVS sessions, the wait for the agent, and a process start.
+    budget = 2 * config.ovs.timeout + 10
+    if config.wiring.wait:
+        budget += config.wiring.timeout
     try:
         done = subprocess.run(
             command,
@@ -101,6 +104,21 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
         return [], []
     answer = _call(wire.Request(wire.REPAIR, items[0].vm_id, attachments=list(items)), config)
     return _names(answer, "repaired"), _names(answer, "problems")
+
+
+def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
+    """Re-key the running vNIC's port to the attachment's ids: (its tap, still unwired)."""
+    answer = _call(wire.Request(wire.MOVE, item.vm_id, attachments=[item]), config)
+    tap_name = answer.get("tap")
+    if not isinstance(tap_name, str):
+        raise QhookError("the privileged helper answered a move without a tap")
+    return tap_name, _names(answer, "unwired")
+
+
+def end_move(vm_id: str, macs: Sequence[str], undo: bool, config: Config) -> List[str]:
+    """Forget the ids a move replaced, or (undo) put them back; the vNICs done."""
+    answer = _call(wire.Request(wire.END_MOVE, vm_id, macs=list(macs), undo=undo), config)
+    return _names(answer, "done")
 
 
 def capabilities(config: Config) -> Dict[str, Any]:

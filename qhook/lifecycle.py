@@ -2,6 +2,7 @@
 """What each hook point does with the Quantum vNICs of a VM."""
 
 import json
+from dataclasses import replace
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from qhook import domxml, host
@@ -293,6 +294,73 @@ def after_vm_migrate_destination(context: HookContext) -> None:
         raise QhookError("; ".join(unrepairable))
 
 
+def _device_vnic(context: HookContext) -> Optional[VnicInterface]:
+    """The Quantum vNIC of a device hook's XML, with its new properties; None if none."""
+    data = context.read_data()
+    if not data.strip():
+        return None
+    document = domxml.parse(data, "device XML")
+    if document.root.tag != "interface":
+        return None
+    vnic = classify(document.root, context.env, context)
+    return None if vnic is None else (document.root, vnic)
+
+
+def before_update_device(context: HookContext) -> None:
+    """The engine moves a running vNIC to another profile: re-key its port to the new
+    Quantum port, keeping the tap the running QEMU holds, and wait for the agent."""
+    document = domxml.parse(context.read_data(), "device XML")
+    if document.root.tag != "interface":
+        return
+    interface = document.root
+    vnic = classify(interface, context.env, context)
+    if vnic is None:
+        return
+    if vnic.plugin is Plugin.LINUXBRIDGE:
+        raise QhookError(
+            f"vNIC {vnic.mac}: a Linux bridge vNIC cannot move to another Quantum port while "
+            "the VM runs: the agent finds the tap by a name made from the port id, and the "
+            "running QEMU's tap cannot be renamed; unplug and plug the vNIC instead"
+        )
+    if context.config.ovs.plug is PlugMode.LIBVIRT:
+        raise QhookError(
+            f"vNIC {vnic.mac}: moving a running vNIC needs the hook to plug it ([ovs] plug = hook)"
+        )
+    item = attachment(interface, vnic, vm_id_of(context))
+    tap_name, unwired = host.move(item, context.config)
+    if unwired:
+        context.warn(
+            f"the agent has not wired {tap_name} for port {vnic.host_id} within "
+            f"{context.config.wiring.timeout:g} s; moving anyway ([wiring] on_timeout = start)"
+        )
+    try:
+        spec = replace(interface_spec(vnic, context.config), target_dev=tap_name)
+        domxml.rewrite_interface(interface, spec)
+        if vnic.mtu is not None:
+            domxml.ensure_mtu(interface, vnic.mtu)
+        domxml.cap_inbound(interface)
+        context.write_data(domxml.serialize(document))
+    except BaseException:
+        host.end_move(item.vm_id, [vnic.mac], True, context.config)
+        raise
+
+
+def _end_move(context: HookContext, undo: bool) -> None:
+    found = _device_vnic(context)
+    if found is not None and found[1].plugin is not Plugin.LINUXBRIDGE:
+        host.end_move(vm_id_of(context), [found[1].mac], undo, context.config)
+
+
+def after_update_device(context: HookContext) -> None:
+    """The move went through: forget the ids it replaced."""
+    _end_move(context, undo=False)
+
+
+def after_update_device_fail(context: HookContext) -> None:
+    """libvirt did not take the new device: put the old ids back."""
+    _end_move(context, undo=True)
+
+
 def after_get_caps(context: HookContext) -> None:
     """Add what this host can do for Quantum vNICs to VDSM's capabilities. Never fails
     getCaps: whatever goes wrong is reported inside the capabilities, and exit is 0."""
@@ -326,4 +394,7 @@ HOOK_POINTS: Dict[str, Callable[[HookContext], None]] = {
     "after_nic_hotunplug": _unplug_device,
     "after_nic_hotplug_fail": _unplug_device,
     "after_get_caps": after_get_caps,
+    "before_update_device": before_update_device,
+    "after_update_device": after_update_device,
+    "after_update_device_fail": after_update_device_fail,
 }

@@ -186,6 +186,26 @@ def update(
         db.transact(operations, "mirroring the ports of " + ", ".join(networks))
 
 
+def forget_port(db: ovsdb.Ovsdb, port_uuid: str, network: str) -> None:
+    """Take a port out of our mirrors of a network it left."""
+    selection = ovsdb.ovs_set([ovsdb.uuid(port_uuid)])
+    operations = [
+        {
+            "op": "mutate",
+            "table": "Mirror",
+            "where": [["_uuid", "==", ovsdb.uuid(m.uuid)]],
+            "mutations": [
+                ["select_src_port", "delete", selection],
+                ["select_dst_port", "delete", selection],
+            ],
+        }
+        for m in find(db)
+        if m.network == network and port_uuid in m.selected
+    ]
+    if operations:
+        db.transact(operations, "updating mirrors")
+
+
 def remove(db: ovsdb.Ovsdb, tap_names: Sequence[str], vm_id: str) -> None:
     """Remove our mirrors whose output is one of these taps of this VM."""
     names = {mirror_name(t) for t in tap_names}

@@ -229,6 +229,42 @@ def remove(db: ovsdb.Ovsdb, rows: Sequence[PortRow]) -> None:
         db.transact(operations, "removing " + ", ".join(row.name for row in rows))
 
 
+def of_vnic(db: ovsdb.Ovsdb, vm_id: str, mac: str) -> Optional[PortRow]:
+    """Our port of this VM's vNIC (by MAC), if there is one."""
+    mark = {OWNER_KEY: OWNER_VALUE, "vm-uuid": vm_id, "attached-mac": mac}
+    results = db.transact(
+        [
+            {
+                "op": "select",
+                "table": "Interface",
+                "where": [["external_ids", "includes", ovsdb.ovs_map(mark)]],
+                "columns": ["name"],
+            }
+        ],
+        f"looking up the port of vNIC {mac}",
+    )
+    names = sorted(row["name"] for row in results[0]["rows"])
+    if len(names) > 1:
+        raise QhookError(f"vNIC {mac} of VM {vm_id} has {len(names)} ports: {', '.join(names)}")
+    return find(db, names).get(names[0]) if names else None
+
+
+def set_external_ids(db: ovsdb.Ovsdb, row: PortRow, external_ids: Dict[str, str]) -> None:
+    """Replace the Interface's external_ids, if nobody changed them since we looked."""
+    db.transact(
+        [
+            _unchanged(row),
+            {
+                "op": "update",
+                "table": "Interface",
+                "where": [["_uuid", "==", ovsdb.uuid(row.interface_uuid)]],
+                "row": {"external_ids": ovsdb.ovs_map(external_ids)},
+            },
+        ],
+        f"re-keying {row.name}",
+    )
+
+
 def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
     """Every Interface marked as ours, for the operator commands."""
     results = db.transact(

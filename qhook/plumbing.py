@@ -5,6 +5,7 @@ Everything is inspected before anything changes, so a refusal leaves the host as
 was; a failure half-way undoes what this run made.
 """
 
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from qhook import mirrors, ovsports, tap, wiring
@@ -153,6 +154,80 @@ def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
             ovsports.remove(db, stale_ports)
     for name in stale_taps:
         tap.delete(name, config.ovs.timeout)
+
+
+PREVIOUS_IFACE = "vdsm-hook-quantum-previous-iface-id"
+PREVIOUS_NETWORK = "vdsm-hook-quantum-previous-network"
+
+
+def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
+    """Re-key the port of a running vNIC (found by VM and MAC) to new Quantum ids, keeping
+    the tap its QEMU holds; wait for the agent as on start. (tap, still unwired).
+
+    The ids replaced are kept in the port until end_move; a failure puts them back."""
+    with _ovsdb(config) as db:
+        row = ovsports.of_vnic(db, item.vm_id, item.mac)
+        if row is None:
+            raise QhookError(
+                f"vNIC {item.mac} has no port of this package on this host: only a vNIC "
+                "plugged by the hook can move to another Quantum port while it runs"
+            )
+        old = row.external_ids
+        if old.get("iface-id") == item.host_id and old.get(mirrors.NETWORK_KEY) == (
+            item.network_id or old.get(mirrors.NETWORK_KEY)
+        ):
+            return row.name, []
+        moved = replace(item, tap=row.name)
+        new = _external_ids(moved)
+        new[PREVIOUS_IFACE] = old.get("iface-id", "")
+        new[PREVIOUS_NETWORK] = old.get(mirrors.NETWORK_KEY, "")
+        ovsports.set_external_ids(db, row, new)
+    try:
+        tap.configure(row.name, item.host_id, item.vm_id, None)
+        with _ovsdb(config) as db:
+            if old.get(mirrors.NETWORK_KEY) and row.port_uuid:
+                mirrors.forget_port(db, row.port_uuid, old[mirrors.NETWORK_KEY])
+            _mirror(db, [moved], config)
+        unwired: List[str] = []
+        if config.wiring.wait:
+            networks = {row.name: item.network_id} if item.network_id else {}
+            unwired = wiring.wait_until_wired([row.name], [], config, networks)
+            if unwired and config.wiring.on_timeout is OnTimeout.FAIL:
+                raise QhookError(
+                    f"the agent did not wire {row.name} for port {item.host_id} within "
+                    f"{config.wiring.timeout:g} s ([wiring] on_timeout = fail): moved back"
+                )
+    except BaseException:
+        end_move(item.vm_id, [item.mac], True, config)
+        raise
+    return row.name, unwired
+
+
+def end_move(vm_id: str, macs: Sequence[str], undo: bool, config: Config) -> List[str]:
+    """After a move: forget the ids it replaced, or (undo) put them back. The MACs done."""
+    done = []
+    with _ovsdb(config) as db:
+        for mac in macs:
+            row = ovsports.of_vnic(db, vm_id, mac)
+            if row is None or PREVIOUS_IFACE not in row.external_ids:
+                continue
+            ids = dict(row.external_ids)
+            back_iface, back_network = ids.pop(PREVIOUS_IFACE), ids.pop(PREVIOUS_NETWORK, "")
+            if undo:
+                ids.pop("ovn-installed", None)
+                ids["iface-id"] = back_iface
+                left = ids.pop(mirrors.NETWORK_KEY, None)
+                if back_network:
+                    ids[mirrors.NETWORK_KEY] = back_network
+            ovsports.set_external_ids(db, row, ids)
+            if undo:
+                tap.configure(row.name, back_iface, vm_id, None)
+                if left and row.port_uuid:
+                    mirrors.forget_port(db, row.port_uuid, left)
+                if back_network:
+                    mirrors.update(db, config.ovs.integration_bridge, [back_network], [])
+            done.append(mac)
+    return done
 
 
 def remove_ours(

@@ -57,6 +57,11 @@ def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
             "added_ports": done.added_ports,
             "unwired": done.unwired,
         }
+    if request.verb == wire.MOVE:
+        tap_name, unwired = plumbing.move(request.attachments[0], config)
+        return {"tap": tap_name, "unwired": unwired}
+    if request.verb == wire.END_MOVE:
+        return {"done": plumbing.end_move(request.vm_id, request.macs, request.undo, config)}
     if request.verb == wire.REPAIR:
         repaired, problems = plumbing.repair(request.attachments, config)
         return {"repaired": repaired, "problems": problems}

@@ -186,6 +186,21 @@ class VdsmEmulator:
         runs.append(run)
         return VmStart(domain_xml=run.data_out, runs=runs)
 
+    def update_device(
+        self,
+        device_xml: bytes,
+        properties: Mapping[str, str],
+        vm_id: str,
+        libvirt_accepts: bool = True,
+        data_dir: Optional[str] = None,
+    ) -> List[PointRun]:
+        """A running VM's device changed (e.g. a vNIC's profile): before_update_device on
+        the new device XML, then after_update_device, or after_update_device_fail when
+        libvirt refuses the device."""
+        before = self.run_point("before_update_device", device_xml, properties, vm_id, data_dir)
+        after = "after_update_device" if libvirt_accepts else "after_update_device_fail"
+        return [before, self.run_point(after, before.data_out, properties, vm_id, data_dir)]
+
     def destroy_vm(self, domain_xml: bytes, data_dir: Optional[str] = None) -> PointRun:
         """after_vm_destroy with the last domain XML, as VDSM runs it once per VM."""
         domain = domxml.parse(domain_xml, "domain XML").root

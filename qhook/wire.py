@@ -21,13 +21,26 @@ PLUG = "plug"
 REPAIR = "repair"
 REMOVE = "remove"
 CAPS = "caps"
+MOVE = "move"  # re-key a running vNIC's port to another Quantum port
+END_MOVE = "end_move"  # the update went through (undo false) or failed (undo true)
 _FIELDS = {
     CAPS: {"verb"},
     PLUG: {"verb", "vm", "attachments"},
     REPAIR: {"verb", "vm", "attachments"},
     REMOVE: {"verb", "vm", "ports", "taps"},
+    MOVE: {"verb", "vm", "attachments"},
+    END_MOVE: {"verb", "vm", "macs", "undo"},
 }
-_ATTACHMENT_FIELDS = {"host_id", "mac", "plugin", "multiqueue", "mtu", "network_id", "mirror"}
+_ATTACHMENT_FIELDS = {
+    "host_id",
+    "mac",
+    "plugin",
+    "multiqueue",
+    "mtu",
+    "network_id",
+    "mirror",
+    "tap",
+}
 
 
 class RequestError(QhookError):
@@ -43,6 +56,8 @@ class Request:
     attachments: List[Attachment] = field(default_factory=list)
     ports: List[str] = field(default_factory=list)
     taps: List[str] = field(default_factory=list)
+    macs: List[str] = field(default_factory=list)
+    undo: bool = False
 
 
 def encode(request: Request) -> bytes:
@@ -52,6 +67,8 @@ def encode(request: Request) -> bytes:
     body["vm"] = request.vm_id
     if request.verb == REMOVE:
         body.update(ports=list(request.ports), taps=list(request.taps))
+    elif request.verb == END_MOVE:
+        body.update(macs=list(request.macs), undo=request.undo)
     else:
         body["attachments"] = [
             {
@@ -62,6 +79,7 @@ def encode(request: Request) -> bytes:
                 "mtu": a.mtu,
                 "network_id": a.network_id,
                 "mirror": a.mirror,
+                "tap": a.tap,
             }
             for a in request.attachments
         ]
@@ -127,6 +145,7 @@ def _attachment(value: Any, vm_id: str) -> Attachment:
         mtu=_mtu(body["mtu"]),
         network_id=network_id,
         mirror=body["mirror"],
+        tap=None if body["tap"] is None else _tap_name(body["tap"]),
     )
 
 
@@ -152,7 +171,14 @@ def decode(data: bytes) -> Request:
             ports=[_tap_name(v) for v in _list(body["ports"], "ports")],
             taps=[_tap_name(v) for v in _list(body["taps"], "taps")],
         )
+    if verb == END_MOVE:
+        if type(body["undo"]) is not bool:
+            raise RequestError("undo is not true or false")
+        macs = [normalise_mac(_text(v, "mac")) for v in _list(body["macs"], "macs")]
+        return Request(verb, vm_id, macs=macs, undo=body["undo"])
     attachments = [_attachment(v, vm_id) for v in _list(body["attachments"], "attachments")]
+    if verb == MOVE and len(attachments) != 1:
+        raise RequestError("a move request moves exactly one vNIC")
     if len({a.tap_name for a in attachments}) != len(attachments):
         raise RequestError("two attachments share a tap name")
     return Request(verb, vm_id, attachments=attachments)

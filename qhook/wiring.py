@@ -13,7 +13,7 @@ import os
 import select
 import socket
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from qhook import ovsports, tap
 from qhook.config import Config
@@ -34,10 +34,22 @@ def _monitor_requests(names: Sequence[str]) -> Dict[str, List[Dict[str, object]]
     }
 
 
+def _wired(row: ovsports.PortRow, network: Optional[str]) -> bool:
+    """Wired, and by the OVS agent for this network if one is named (after a move the
+    old network's tag stays until the agent rewires the port)."""
+    if not row.wired:
+        return False
+    return network is None or row.port_other_config.get("net_uuid", network) == network
+
+
 def wait_until_wired(
-    ovs_taps: Sequence[str], bridged_taps: Sequence[str], config: Config
+    ovs_taps: Sequence[str],
+    bridged_taps: Sequence[str],
+    config: Config,
+    networks: Optional[Dict[str, str]] = None,
 ) -> List[str]:
     """Wait until every port is wired or [wiring] timeout passes; return those still not."""
+    networks = networks or {}
     deadline = time.monotonic() + config.wiring.timeout
     with contextlib.ExitStack() as stack:
         sockets = []
@@ -59,7 +71,9 @@ def wait_until_wired(
             pending = [name for name in bridged_taps if not _linked_to_bridge(name)]
             if db is not None:
                 rows = ovsports.find(db, ovs_taps)
-                pending += [n for n in ovs_taps if n not in rows or not rows[n].wired]
+                pending += [
+                    n for n in ovs_taps if n not in rows or not _wired(rows[n], networks.get(n))
+                ]
             left = deadline - time.monotonic()
             if not pending or left <= 0:
                 return sorted(pending)

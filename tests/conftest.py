@@ -13,7 +13,7 @@ from keystone_stack import keystone_in_front_of
 from neutron_stack import NeutronStack
 from relay import Relay
 
-from qhook.sandbox import OvsSandbox
+from qhook.sandbox import OvnSandbox, OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, REPO, hook_env, require_tool, run_hook
 
@@ -77,6 +77,23 @@ def forwarding(ovs):
     ovs.ofctl("add-flow", f"priority=1,dl_type={ETHERTYPE},actions=normal")
     yield
     ovs.ofctl("del-flows", f"dl_type={ETHERTYPE}")
+
+
+@pytest.fixture(scope="module")
+def ovn_host(tmp_path_factory):
+    """A host whose agent is OVN: Open vSwitch plus NB/SB, ovn-northd, ovn-controller."""
+    for tool in ("ovn-northd", "ovn-controller", "ovn-nbctl"):
+        require_tool(tool)
+    ovs = OvsSandbox(
+        tmp_path_factory.mktemp("ovn-host"), f"qhook-ovn-{os.getpid()}-{secrets.token_hex(3)}"
+    ).start()
+    try:
+        ovn = OvnSandbox(ovs).start()
+        ovn.nbctl("ls-add", "tenant")
+        yield ovs, ovn
+        ovn.stop()
+    finally:
+        ovs.stop()
 
 
 NEUTRON_VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))

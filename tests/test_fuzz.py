@@ -220,7 +220,7 @@ json_values = st.recursive(
         st.integers(),
         st.text(max_size=40),
         st.uuids().map(str),
-        st.sampled_from(["plug", "remove", "repair", "tap0"]),
+        st.sampled_from(["plug", "remove", "repair", "move", "end_move", "tap0"]),
     ),
     lambda children: st.one_of(
         st.lists(children, max_size=4),
@@ -239,6 +239,9 @@ json_values = st.recursive(
                     "mtu",
                     "network_id",
                     "mirror",
+                    "tap",
+                    "macs",
+                    "undo",
                     "x",
                 ]
             ),
@@ -261,7 +264,7 @@ def test_helper_requests_are_decoded_or_refused(value):
     except PropertyError as error:  # a bad UUID or MAC, named
         assert "\n" not in str(error)
         return
-    assert request.verb in ("plug", "remove", "repair")
+    assert request.verb in ("plug", "remove", "repair", "move", "end_move")
     assert all(wire.TAP_NAME.fullmatch(n) for n in request.taps + request.ports)
 
 

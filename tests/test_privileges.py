@@ -194,6 +194,7 @@ GOOD = {
     "mtu": None,
     "network_id": None,
     "mirror": False,
+    "tap": None,
 }
 REFUSED = {
     "not-json": (b"plug tap0 br-int", "the request is not JSON"),
@@ -225,6 +226,18 @@ REFUSED = {
     "network-injection": (
         {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, network_id="x' or '1")]},
         "network_id: \"x' or '1\" is not a UUID",
+    ),
+    "foreign-tap": (
+        {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, tap="eth0")]},
+        "'eth0' is not a tap name of this package",
+    ),
+    "move-many": (
+        {"verb": "move", "vm": VM, "attachments": [GOOD, dict(GOOD, mac="02:00:00:00:bb:02")]},
+        "a move request moves exactly one vNIC",
+    ),
+    "end-move-undo": (
+        {"verb": "end_move", "vm": VM, "macs": ["02:00:00:00:bb:01"], "undo": "yes"},
+        "undo is not true or false",
     ),
     "multiqueue": (
         {"verb": "plug", "vm": VM, "attachments": [dict(GOOD, multiqueue="yes")]},

@@ -2,7 +2,6 @@
 """The guest boots onto a wired port: the hooks wait for the agent, event-driven and
 bounded. OVN's ovn-controller is the real agent here, in its own sandbox."""
 
-import os
 import secrets
 import threading
 import time
@@ -11,28 +10,10 @@ import hoststate
 import pytest
 from domains import openstacknet_properties, quantum_vm, seed_properties, to_bytes
 
-from qhook.sandbox import OvnSandbox, OvsSandbox
 from qhook.vdsm_emulator import HookFailed, VdsmEmulator
-from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, hook_env, require_tool
+from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, hook_env
 
 OVIRT = "{http://ovirt.org/vm/1.0}"
-
-
-@pytest.fixture(scope="module")
-def ovn_host(tmp_path_factory):
-    """A host whose agent is OVN: Open vSwitch plus NB/SB, ovn-northd, ovn-controller."""
-    for tool in ("ovn-northd", "ovn-controller", "ovn-nbctl"):
-        require_tool(tool)
-    ovs = OvsSandbox(
-        tmp_path_factory.mktemp("ovn-host"), f"qhook-ovn-{os.getpid()}-{secrets.token_hex(3)}"
-    ).start()
-    try:
-        ovn = OvnSandbox(ovs).start()
-        ovn.nbctl("ls-add", "tenant")
-        yield ovs, ovn
-        ovn.stop()
-    finally:
-        ovs.stop()
 
 
 def _vdsm(ovs, tmp_path, **wiring):
