@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
-from qhook import ovsports, tap
+from qhook import mirrors, ovsports, tap
 from qhook.config import Config
 from qhook.errors import QhookError
 from qhook.ovsdb import Ovsdb
@@ -95,5 +95,7 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
         rows = ovsports.find(db, [entry.tap for entry in stale if entry.ovs_port])
         # Look again: a VM starting meanwhile may have made the tap anew.
         gone = [row for row in rows.values() if row.ours and tap.state(row.name) is None]
+        for row in gone:  # a mirroring vNIC's mirror goes with its port
+            mirrors.remove(db, [row.name], row.external_ids.get("vm-uuid", ""))
         ovsports.remove(db, gone)
     return done

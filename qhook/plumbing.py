@@ -173,10 +173,8 @@ def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
                 "plugged by the hook can move to another Quantum port while it runs"
             )
         old = row.external_ids
-        if old.get("iface-id") == item.host_id and old.get(mirrors.NETWORK_KEY) == (
-            item.network_id or old.get(mirrors.NETWORK_KEY)
-        ):
-            return row.name, []
+        if old.get("iface-id") == item.host_id:
+            return row.name, []  # the same port: a change of something else
         moved = replace(item, tap=row.name)
         new = _external_ids(moved)
         new[PREVIOUS_IFACE] = old.get("iface-id", "")

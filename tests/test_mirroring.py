@@ -5,6 +5,8 @@ stays out; the mirror follows ports as they come and goes with its vNIC; a mirro
 is not ours is never touched."""
 
 import json
+import subprocess
+import sys
 
 import hoststate
 import pytest
@@ -12,6 +14,7 @@ from domains import new_id, quantum_vm, seed_properties, set_port_mirroring, to_
 from lxml import etree
 
 from qhook.vdsm_emulator import HookFailed
+from tools import hook_env
 
 RED, BLUE = new_id(), new_id()
 TAGS = {RED: "10", BLUE: "20"}  # the local VLANs an OVS agent would give the networks
@@ -134,3 +137,35 @@ def test_mirroring_what_cannot_mirror_is_refused(vdsm, ovs, properties, says):
         f"Q_red: {says}"
     )
     assert set(hoststate.links(ovs)) == before
+
+
+def test_cleanup_after_a_crash_takes_the_mirror_with_the_port(
+    vdsm, ovs, config_path, foreign_mirror
+):
+    _, taps = _start(vdsm, [RED, RED], mirroring=["02:00:00:00:02:01"])
+    m = taps["02:00:00:00:02:01"]
+    assert f"qhook-mirror-{m}" in _mirrors(ovs)
+    for tap in taps.values():  # the host crashed: the taps are gone, the OVSDB rows not
+        ovs.in_netns("ip", "link", "del", tap)
+    cleaned = subprocess.run(
+        [
+            *ovs.netns_exec,
+            sys.executable,
+            "-m",
+            "qhook.cli",
+            "cleanup",
+            "--grace",
+            "0",
+            "--config",
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=hook_env(),
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed OVS port {m} (its tap is gone)" in cleaned.stdout
+    assert _mirrors(ovs) == {"foreign-span": 0}
+    assert not set(taps.values()) & set(hoststate.ovs_interfaces(ovs))
