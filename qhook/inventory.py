@@ -87,10 +87,14 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
     ]
     if dry_run or not stale:
         return done
+    doomed = []
     for entry in stale:  # taps first: then their ports count as tapless below
         current = tap.state(entry.tap) if entry.device else None
         if current is not None and current.ours and not current.carrier:
-            tap.delete(entry.tap, config.ovs.timeout)
+            doomed.append(entry.tap)
+    problems = tap.delete_many(doomed, config.ovs.timeout)
+    if problems:
+        raise QhookError("; ".join(problems))
     with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
         rows = ovsports.find(db, [entry.tap for entry in stale if entry.ovs_port])
         # Look again: a VM starting meanwhile may have made the tap anew.

@@ -246,14 +246,12 @@ def remove_ours(
                 ovsports.remove(db, mine)
         except QhookError as error:
             problems.append(str(error))
+    mine = []
     for name in tap_names:
         current = tap.state(name)
-        if current is None or not current.ours or current.mark.get("vm") != vm_id:
-            continue
-        try:
-            tap.delete(name, config.ovs.timeout)
-        except QhookError as error:
-            problems.append(str(error))
+        if current is not None and current.ours and current.mark.get("vm") == vm_id:
+            mine.append(name)
+    problems += tap.delete_many(mine, config.ovs.timeout)
     return problems
 
 
