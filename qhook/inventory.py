@@ -8,7 +8,7 @@ a VM that is starting right now is never taken for a dead one.
 """
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from qhook import mirrors, ovsports, tap
@@ -33,9 +33,10 @@ class Entry:
     ofport: Optional[int] = None
     wired: Optional[bool] = None
     stale: Optional[str] = None
+    row: Optional[ovsports.PortRow] = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "row"}
 
 
 def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], Optional[str]]:
@@ -67,6 +68,7 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
         entry.vnic = entry.vnic or row.external_ids.get("iface-id")
         entry.vm = entry.vm or row.external_ids.get("vm-uuid")
         entry.ovs_port = True
+        entry.row = row
         entry.ofport = row.ofport
         entry.wired = row.wired
     for entry in entries.values():
@@ -96,10 +98,10 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
     if problems:
         raise QhookError("; ".join(problems))
     with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
-        rows = ovsports.find(db, [entry.tap for entry in stale if entry.ovs_port])
-        # Look again: a VM starting meanwhile may have made the tap anew.
-        gone = [row for row in rows.values() if row.ours and tap.state(row.name) is None]
-        for row in gone:  # a mirroring vNIC's mirror goes with its port
-            mirrors.remove(db, [row.name], row.external_ids.get("vm-uuid", ""))
+        # Look again: a VM starting meanwhile may have made the tap anew. Should it have
+        # replaced the port too, the removal's guards make the transaction fail.
+        gone = [e.row for e in stale if e.row is not None and tap.state(e.tap) is None]
+        # A mirroring vNIC's mirror goes with its port.
+        mirrors.remove_outputs(db, {r.name: r.external_ids.get("vm-uuid", "") for r in gone})
         ovsports.remove(db, gone)
     return done

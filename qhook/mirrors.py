@@ -208,8 +208,13 @@ def forget_port(db: ovsdb.Ovsdb, port_uuid: str, network: str) -> None:
 
 def remove(db: ovsdb.Ovsdb, tap_names: Sequence[str], vm_id: str) -> None:
     """Remove our mirrors whose output is one of these taps of this VM."""
-    names = {mirror_name(t) for t in tap_names}
-    doomed = [m for m in find(db) if m.name in names and m.vm_id == vm_id]
+    remove_outputs(db, {tap_name: vm_id for tap_name in tap_names})
+
+
+def remove_outputs(db: ovsdb.Ovsdb, outputs: Dict[str, str]) -> None:
+    """Remove our mirrors whose output is one of these taps ({tap: its VM})."""
+    vms = {mirror_name(tap_name): vm_id for tap_name, vm_id in outputs.items()}
+    doomed = [m for m in find(db) if m.name in vms and m.vm_id == vms[m.name]]
     if not doomed:
         return
     uuids = ovsdb.ovs_set([ovsdb.uuid(m.uuid) for m in doomed])

@@ -126,7 +126,9 @@ class Ovsdb:
         sock = self._connect()
         while True:
             text = self._text.lstrip()
-            if text:
+            # A message is complete only when the text ends with a '}': decoding at every
+            # chunk would parse a large answer over and over (quadratic in its size).
+            if text and text.rstrip().endswith("}"):
                 try:
                     message, end = self._decoder.raw_decode(text)
                 except ValueError:

@@ -220,13 +220,22 @@ def add(
 
 def remove(db: ovsdb.Ovsdb, rows: Sequence[PortRow]) -> None:
     """Remove these ports in one transaction, if nobody changed them since we looked."""
-    operations: List[Dict[str, Any]] = []
-    for row in rows:
-        operations.append(_unchanged(row))
-        if row.port_uuid is not None:
-            operations.append(_detach(row))
+    operations: List[Dict[str, Any]] = [_unchanged(row) for row in rows]
+    ports = [ovsdb.uuid(row.port_uuid) for row in rows if row.port_uuid is not None]
+    if ports:
+        # One mutation for all, on whichever bridges hold them: one per port would make
+        # ovsdb-server search each bridge's port set once per port.
+        operations.append(
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [],
+                "mutations": [["ports", "delete", ovsdb.ovs_set(ports)]],
+            }
+        )
     if operations:
-        db.transact(operations, "removing " + ", ".join(row.name for row in rows))
+        names = ", ".join(row.name for row in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        db.transact(operations, f"removing {len(rows)} port(s): {names}")
 
 
 def of_vnic(db: ovsdb.Ovsdb, vm_id: str, mac: str) -> Optional[PortRow]:
@@ -266,17 +275,42 @@ def set_external_ids(db: ovsdb.Ovsdb, row: PortRow, external_ids: Dict[str, str]
 
 
 def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
-    """Every Interface marked as ours, for the operator commands."""
-    results = db.transact(
+    """Every Interface marked as ours, with its Port, for the operator commands: two
+    selects on our mark, however many ports there are (one select per name would make
+    ovsdb-server scan the table once per port)."""
+    mark = [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE})]]
+    interfaces, ports = db.transact(
         [
             {
                 "op": "select",
                 "table": "Interface",
-                "where": [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE})]],
-                "columns": ["name"],
+                "where": mark,
+                "columns": ["_uuid", "name", "external_ids", "ofport"],
+            },
+            {
+                "op": "select",
+                "table": "Port",
+                "where": mark,
+                "columns": ["_uuid", "interfaces", "tag", "other_config"],
             },
         ],
         "listing our ports",
     )
-    names = sorted(row["name"] for row in results[0]["rows"])
-    return list(find(db, names).values())
+    port_of = {
+        member[1]: port for port in ports["rows"] for member in ovsdb.set_values(port["interfaces"])
+    }
+    found = []
+    for interface in interfaces["rows"]:
+        port = port_of.get(interface["_uuid"][1])
+        found.append(
+            PortRow(
+                name=interface["name"],
+                interface_uuid=interface["_uuid"][1],
+                port_uuid=None if port is None else port["_uuid"][1],
+                external_ids=ovsdb.map_value(interface["external_ids"]),
+                ofport=_atom(interface["ofport"]),
+                tag=None if port is None else _atom(port["tag"]),
+                port_other_config={} if port is None else ovsdb.map_value(port["other_config"]),
+            )
+        )
+    return sorted(found, key=lambda row: row.name)

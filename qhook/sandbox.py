@@ -129,18 +129,7 @@ class OvsSandbox:
             self.in_netns("ip", "link", "set", "lo", "up")
             database = self.directory / "conf.db"
             _run(["ovsdb-tool", "create", str(database), schema], self.env)
-            self._daemon(
-                "ovsdb-server",
-                [
-                    "ovsdb-server",
-                    str(database),
-                    f"--remote=punix:{self.socket}",
-                    f"--unixctl={self.directory / 'ovsdb-server.ctl'}",
-                    f"--log-file={self.directory / 'ovsdb-server.log'}",
-                    "--no-chdir",
-                ],
-            )
-            self._wait_for("ovsdb-server", self.socket.exists)
+            self._start_ovsdb()
             self.vsctl("init")
             self._daemon(
                 "ovs-vswitchd",
@@ -158,6 +147,28 @@ class OvsSandbox:
             self.stop()
             raise
         return self
+
+    def _start_ovsdb(self) -> None:
+        self._daemon(
+            "ovsdb-server",
+            [
+                "ovsdb-server",
+                str(self.directory / "conf.db"),
+                f"--remote=punix:{self.socket}",
+                f"--unixctl={self.directory / 'ovsdb-server.ctl'}",
+                f"--log-file={self.directory / 'ovsdb-server.log'}",
+                "--no-chdir",
+            ],
+        )
+        self._wait_for("ovsdb-server", self.socket.exists)
+
+    def restart_ovsdb(self) -> None:
+        """Stop ovsdb-server by PID and start it again on the same database (a fault;
+        ovs-vswitchd and the clients reconnect)."""
+        _stop(self.processes, ["ovsdb-server"])
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        self._start_ovsdb()
 
     def add_bridge(self, name: str) -> None:
         self.vsctl(
