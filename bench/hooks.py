@@ -32,7 +32,7 @@ from lxml import etree  # noqa: E402
 
 from qhook import ovsdb, ovsports  # noqa: E402
 from qhook.sandbox import OvsSandbox  # noqa: E402
-from tools import hook_env  # noqa: E402
+from tools import hook_env, qhook_on_host  # noqa: E402
 
 
 def _ms(values: List[float]) -> str:
@@ -175,23 +175,7 @@ def _cleanup_bench(ovs, env, work: Path, count: int) -> Tuple[float, float]:
     add_stale("c")
     config = work / "quantum.conf"
     began = time.perf_counter()
-    done = subprocess.run(
-        [
-            *ovs.netns_exec,
-            sys.executable,
-            "-m",
-            "qhook.cli",
-            "cleanup",
-            "--grace",
-            "0",
-            "--config",
-            str(config),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
+    done = qhook_on_host(ovs.netns_exec, config, "cleanup", "--grace", "0", timeout=3600)
     ours = time.perf_counter() - began
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("removed OVS port") == count, done.stdout[-500:]

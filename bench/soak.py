@@ -41,7 +41,7 @@ from domains import openstacknet_properties, quantum_vm, seed_properties, to_byt
 from qhook.sandbox import OvsSandbox  # noqa: E402
 from qhook.vdsm_emulator import HookFailed, PointRun, VdsmEmulator, VmStart  # noqa: E402
 from qhook.vnic import TAP_NAME  # noqa: E402
-from tools import hook_env  # noqa: E402
+from tools import hook_env, qhook_on_host  # noqa: E402
 
 OVS_TIMEOUT = 2.0  # [ovs] timeout of the hooks; a SIGSTOP lasts longer
 HANG_BOUND = 60.0  # a hook running longer than this is a hang
@@ -350,24 +350,7 @@ def main() -> int:
         began = time.monotonic()
         soak.run(args.lifecycles, args.workers)
         for host in hosts:  # what the host's boot-time cleanup would do
-            cleaned = subprocess.run(
-                [
-                    *host.ovs.netns_exec,
-                    sys.executable,
-                    "-m",
-                    "qhook.cli",
-                    "cleanup",
-                    "--grace",
-                    "0",
-                    "--config",
-                    str(host.config),
-                ],
-                env=hook_env(),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            cleaned = qhook_on_host(host.ovs.netns_exec, host.config, "cleanup", "--grace", "0")
             if cleaned.returncode:
                 soak.note("defects", f"cleanup on {host.name}: {cleaned.stderr.strip()}")
             soak.counts["removed by cleanup"] += cleaned.stdout.count("removed")

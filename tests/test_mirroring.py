@@ -5,8 +5,6 @@ stays out; the mirror follows ports as they come and goes with its vNIC; a mirro
 is not ours is never touched."""
 
 import json
-import subprocess
-import sys
 
 import hoststate
 import pytest
@@ -14,7 +12,7 @@ from domains import new_id, quantum_vm, seed_properties, set_port_mirroring, to_
 from lxml import etree
 
 from qhook.vdsm_emulator import HookFailed
-from tools import hook_env
+from tools import qhook_on_host
 
 RED, BLUE = new_id(), new_id()
 TAGS = {RED: "10", BLUE: "20"}  # the local VLANs an OVS agent would give the networks
@@ -147,24 +145,7 @@ def test_cleanup_after_a_crash_takes_the_mirror_with_the_port(
     assert f"qhook-mirror-{m}" in _mirrors(ovs)
     for tap in taps.values():  # the host crashed: the taps are gone, the OVSDB rows not
         ovs.in_netns("ip", "link", "del", tap)
-    cleaned = subprocess.run(
-        [
-            *ovs.netns_exec,
-            sys.executable,
-            "-m",
-            "qhook.cli",
-            "cleanup",
-            "--grace",
-            "0",
-            "--config",
-            str(config_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=hook_env(),
-    )
+    cleaned = qhook_on_host(ovs.netns_exec, config_path, "cleanup", "--grace", "0", timeout=60)
     assert cleaned.returncode == 0, cleaned.stderr
     assert f"removed OVS port {m} (its tap is gone)" in cleaned.stdout
     assert _mirrors(ovs) == {"foreign-span": 0}

@@ -8,7 +8,7 @@ import sys
 import hoststate
 from domains import quantum_vm, seed_properties, to_bytes
 
-from tools import hook_env
+from tools import qhook_on_host
 
 HOLD_TAP = """
 import fcntl, os, struct, sys, time
@@ -20,14 +20,7 @@ time.sleep(120)
 
 
 def _qhook(ovs, config_path, *args):
-    return subprocess.run(
-        [*ovs.netns_exec, sys.executable, "-m", "qhook.cli", *args, "--config", str(config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=hook_env(),
-    )
+    return qhook_on_host(ovs.netns_exec, config_path, *args, timeout=60)
 
 
 def _taps(domain):

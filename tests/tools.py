@@ -56,6 +56,20 @@ def run_hook(
     )
 
 
+def qhook_on_host(
+    wrapper: Sequence[str], config: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`qhook ARGS --config CONFIG` on a sandbox "host" (inside its namespace wrapper)."""
+    return subprocess.run(
+        [*wrapper, sys.executable, "-m", "qhook.cli", *args, "--config", str(config)],
+        env=hook_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def error_lines(stderr: str) -> List[str]:
     return [line for line in stderr.splitlines() if not line.startswith(ERROR_PREFIX + "warning")]
 
