@@ -31,6 +31,7 @@ from neutron_stack import NeutronStack  # noqa: E402
 from qhook.engine import OWNER  # noqa: E402
 from qhook.keystone import KeystonePassword  # noqa: E402
 from qhook.quantum import QuantumClient  # noqa: E402
+from tools import without_openrc  # noqa: E402
 
 VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))
 _SDK = """import json, sys, time, openstack
@@ -79,8 +80,7 @@ def main() -> int:
         auth = KeystonePassword(keystone.url, "admin", keystone.admin_password, "admin")
         client = QuantumClient(auth=auth, timeout=(10, 300))
         network = client.create("networks", name="Q_bench")["id"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-        env.update(
+        env = without_openrc(
             QHOOK_CONFIG=str(work / "none.conf"),
             OS_AUTH_URL=keystone.url,
             OS_USERNAME="admin",

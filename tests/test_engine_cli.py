@@ -3,7 +3,6 @@
 (noauth: the project comes from [quantum] project_id)."""
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -12,16 +11,7 @@ import pytest
 
 from qhook.quantum import QuantumClient
 from qhook.vnic import PropertyForm, parse_vnic
-
-
-def _qhook(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "qhook.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tools import qhook_command, without_openrc
 
 
 @pytest.fixture
@@ -34,15 +24,13 @@ def engine_env(tmp_path, api, project):
     """The environment of an engine machine whose [quantum] points at the API."""
     conf = tmp_path / "quantum.conf"
     conf.write_text(f"[quantum]\nurl = {api}\nauth = noauth\nproject_id = {project}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["QHOOK_CONFIG"] = str(conf)
-    return env
+    return without_openrc(QHOOK_CONFIG=str(conf))
 
 
 @pytest.fixture
 def qhook(engine_env):
     def run(*args):
-        return _qhook(engine_env, *args)
+        return qhook_command(engine_env, *args)
 
     return run
 
@@ -267,7 +255,7 @@ def test_unreachable_quantum_is_exit_1(engine_env, tmp_path):
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
-    done = _qhook(engine_env, "network", "list", "--url", f"http://127.0.0.1:{port}")
+    done = qhook_command(engine_env, "network", "list", "--url", f"http://127.0.0.1:{port}")
     assert done.returncode == 1
     assert done.stderr == (
         f"qhook: cannot reach Quantum at http://127.0.0.1:{port}: [Errno 111] Connection refused\n"
@@ -275,7 +263,7 @@ def test_unreachable_quantum_is_exit_1(engine_env, tmp_path):
 
 
 def test_concurrent_creates_of_one_vnic_make_one_port(engine_env, net_name, neutron_api):
-    network = _json(_qhook(engine_env, "network", "create", net_name, "--json"))["network"]
+    network = _json(qhook_command(engine_env, "network", "create", net_name, "--json"))["network"]
     vm, mac = str(uuid.uuid4()), "56:6f:51:00:02:01"
     command = [sys.executable, "-m", "qhook.cli", *_port_create(net_name, vm, mac), "--json"]
     racing = [
@@ -292,5 +280,5 @@ def test_concurrent_creates_of_one_vnic_make_one_port(engine_env, net_name, neut
     ids = {json.loads(out)["vnics"][0]["port"]["id"] for _, out, _ in outcomes}
     ports = list(neutron_api.list("ports", device_id=vm))
     assert len(ids) == 1 and [p["id"] for p in ports] == list(ids)
-    assert _qhook(engine_env, "port", "delete", "--vm", vm).returncode == 0
+    assert qhook_command(engine_env, "port", "delete", "--vm", vm).returncode == 0
     neutron_api.delete("networks", network["id"])

@@ -3,9 +3,6 @@
 (keystonemiddleware validates every token, caching none)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -15,6 +12,7 @@ from keystone_stack import SHORT_LIFE
 
 from qhook.keystone import KeystonePassword
 from qhook.quantum import QuantumClient, QuantumError
+from tools import qhook_command, without_openrc
 
 
 @pytest.fixture
@@ -27,8 +25,7 @@ def _admin_auth(stack, url=None, password=None):
 
 
 def _openrc(stack, password=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update(
+    return without_openrc(
         QHOOK_CONFIG="/nonexistent/quantum.conf",
         OS_AUTH_URL=stack.url,
         OS_USERNAME="admin",
@@ -37,23 +34,12 @@ def _openrc(stack, password=None):
         OS_USER_DOMAIN_NAME="Default",
         OS_PROJECT_DOMAIN_NAME="Default",
     )
-    return env
-
-
-def _qhook(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "qhook.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_an_openrc_is_enough_the_endpoint_comes_from_the_catalog(keystone, stack):
     env = _openrc(stack)
     name = f"Q_ks-{uuid.uuid4().hex[:8]}"
-    made = _qhook(env, "network", "create", name, "--json", "--debug")
+    made = qhook_command(env, "network", "create", name, "--json", "--debug")
     assert made.returncode == 0, made.stderr
     network = json.loads(made.stdout)["network"]
     admin_project = stack.call("GET", "projects?name=admin")["projects"][0]["id"]
@@ -63,7 +49,7 @@ def test_an_openrc_is_enough_the_endpoint_comes_from_the_catalog(keystone, stack
     assert "password = ***  (OS_PASSWORD)" in made.stderr
     assert stack.admin_password not in made.stderr + made.stdout
     vm = str(uuid.uuid4())
-    port = _qhook(
+    port = qhook_command(
         env,
         "port",
         "create",
@@ -78,8 +64,8 @@ def test_an_openrc_is_enough_the_endpoint_comes_from_the_catalog(keystone, stack
     )
     assert port.returncode == 0, port.stderr
     assert port.stdout.startswith("plugin=openvswitch;q_network_id=" + network["id"])
-    assert _qhook(env, "port", "delete", "--vm", vm).returncode == 0
-    assert _qhook(env, "network", "delete", name).returncode == 0
+    assert qhook_command(env, "port", "delete", "--vm", vm).returncode == 0
+    assert qhook_command(env, "network", "delete", name).returncode == 0
 
 
 def test_an_expired_token_is_renewed_before_it_is_refused(keystone, stack):
@@ -125,7 +111,7 @@ def test_a_static_token_that_is_refused_fails_with_one_line(keystone):
 
 def test_a_wrong_password_is_exit_1_and_never_shown(stack):
     wrong = "wrong-" + uuid.uuid4().hex
-    done = _qhook(_openrc(stack, password=wrong), "network", "list", "--debug")
+    done = qhook_command(_openrc(stack, password=wrong), "network", "list", "--debug")
     assert done.returncode == 1 and wrong not in done.stderr + done.stdout
     last = done.stderr.splitlines()[-1]
     assert last.startswith(

@@ -17,7 +17,7 @@ import pytest
 from qhook import __version__
 from qhook.hookscripts import SCRIPT_NAME, render
 from qhook.lifecycle import HOOK_POINTS
-from tools import REPO, require_tool
+from tools import REPO, qhook_command, require_tool, without_openrc
 
 NAME = "vdsm-hook-quantum"
 LIBRARY = f"python3-{NAME}"
@@ -361,16 +361,8 @@ def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_
     for key in _KEYS:
         assert re.search(rf"^#{key} = ", shipped, re.M), f"[quantum] {key} undocumented"
     # As shipped it names nothing: the commands say what to set, and send nothing.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["QHOOK_CONFIG"] = str(extracted / ENGINE_PATH.lstrip("/"))
-    done = subprocess.run(
-        [sys.executable, "-m", "qhook.cli", "network", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = without_openrc(QHOOK_CONFIG=str(extracted / ENGINE_PATH.lstrip("/")))
+    done = qhook_command(env, "network", "list", timeout=60)
     assert done.returncode == 2
     assert "Quantum with auth noauth needs url (OS_NETWORK_URL)" in done.stderr
 

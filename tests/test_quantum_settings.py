@@ -1,10 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The [quantum] settings: file, OS_* variables, secrets kept secret; and TLS to the API."""
 
-import os
 import ssl
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -13,7 +11,7 @@ from relay import Relay
 from qhook.config import load_config
 from qhook.errors import ConfigError
 from qhook.quantum_settings import AuthKind, load_quantum_settings
-from tools import require_tool
+from tools import qhook_command, require_tool, without_openrc
 
 SECRET = "pw-" + uuid.uuid4().hex
 
@@ -98,27 +96,15 @@ def test_the_hooks_do_not_warn_about_the_engine_section(tmp_path):
     assert warnings == [] and config.ovs.timeout == 3
 
 
-def _cli(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "qhook.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def _clean_env(conf):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["QHOOK_CONFIG"] = str(conf)
-    return env
+    return without_openrc(QHOOK_CONFIG=str(conf))
 
 
 def test_debug_shows_settings_and_requests_but_never_the_token(tmp_path, api):
     conf = tmp_path / "quantum.conf"
     conf.write_text(f"[quantum]\nurl = {api}\nauth = token\ntoken = {SECRET}\n")
     conf.chmod(0o600)
-    done = _cli(_clean_env(conf), "network", "list", "--debug", "--json")
+    done = qhook_command(_clean_env(conf), "network", "list", "--debug", "--json")
     assert done.returncode == 0, done.stderr
     assert "qhook: debug: token = ***" in done.stderr
     assert f"GET {api}/v2.0/networks?limit=500 -> 200" in done.stderr
@@ -198,7 +184,7 @@ def tls_api(neutron, certificates):
 def test_tls_refuses_an_unknown_ca_and_trusts_the_configured_one(tmp_path, tls_api, certificates):
     conf = tmp_path / "quantum.conf"
     conf.write_text(f"[quantum]\nurl = {tls_api}\n")
-    unknown = _cli(_clean_env(conf), "network", "list")
+    unknown = qhook_command(_clean_env(conf), "network", "list")
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
     assert unknown.stderr.startswith(f"qhook: TLS with Quantum at {tls_api} failed: ")
     assert unknown.stderr.endswith("failed: unable to get local issuer certificate\n")
@@ -206,12 +192,12 @@ def test_tls_refuses_an_unknown_ca_and_trusts_the_configured_one(tmp_path, tls_a
     env = _clean_env(conf)
     # requests lets this variable beat a session's CA; the client must not.
     env["REQUESTS_CA_BUNDLE"] = str(certificates / "server.pem")
-    trusted = _cli(env, "network", "list", "--json")
+    trusted = qhook_command(env, "network", "list", "--json")
     assert trusted.returncode == 0, trusted.stderr
     assert "networks" in trusted.stdout
     env = _clean_env(tmp_path / "none.conf")
     env.update(OS_NETWORK_URL=tls_api, OS_CACERT=str(certificates / "ca.pem"))
-    assert _cli(env, "network", "list").returncode == 0
+    assert qhook_command(env, "network", "list").returncode == 0
     env["OS_CACERT"] = str(tmp_path / "missing.pem")
-    missing = _cli(env, "network", "list")
+    missing = qhook_command(env, "network", "list")
     assert missing.returncode == 2 and "cannot be read" in missing.stderr

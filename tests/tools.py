@@ -56,17 +56,34 @@ def run_hook(
     )
 
 
-def qhook_on_host(
-    wrapper: Sequence[str], config: Path, *args: str, timeout: float = 300
+def without_openrc(**extra: str) -> dict:
+    """This environment without any OS_* variable (an openrc would steer the engine
+    commands), plus the given variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(extra)
+    return env
+
+
+def qhook_command(
+    env: Mapping[str, str], *args: str, wrapper: Sequence[str] = (), timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """`qhook ARGS --config CONFIG` on a sandbox "host" (inside its namespace wrapper)."""
+    """Run the `qhook` command of this checkout (inside a namespace wrapper if given)."""
     return subprocess.run(
-        [*wrapper, sys.executable, "-m", "qhook.cli", *args, "--config", str(config)],
-        env=hook_env(),
+        [*wrapper, sys.executable, "-m", "qhook.cli", *args],
+        env=dict(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def qhook_on_host(
+    wrapper: Sequence[str], config: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`qhook ARGS --config CONFIG` on a sandbox "host" (inside its namespace wrapper)."""
+    return qhook_command(
+        hook_env(), *args, "--config", str(config), wrapper=wrapper, timeout=timeout
     )
 
 
