@@ -22,7 +22,11 @@ class OvsdbUnreachable(QhookError):
 
 
 class OvsdbError(QhookError):
-    """Open vSwitch refused a transaction."""
+    """Open vSwitch refused a transaction; `kind` is OVSDB's error name, if it gave one."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def uuid(value: str) -> List[str]:
@@ -216,5 +220,7 @@ class Ovsdb:
                 details = result.get("details") or ""
                 if index < len(operations):
                     details = details or json.dumps(operations[index])[:200]
-                raise OvsdbError(f"{what}: {result['error']}: {one_line(str(details))}")
+                raise OvsdbError(
+                    f"{what}: {result['error']}: {one_line(str(details))}", str(result["error"])
+                )
         return results

@@ -3,7 +3,8 @@
 
 Each step is one OVSDB transaction that touches only the rows it names, with
 `wait` operations so that a row changed by someone else in the meantime makes the
-transaction fail instead of being overwritten.
+transaction fail instead of being overwritten. A name someone else took meanwhile makes
+it fail too: Interface and Port names are unique indexes of the schema.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from qhook.errors import QhookError
 
 OWNER_KEY = "vdsm-hook-quantum"
 OWNER_VALUE = "owned"
+VM_KEY = "vm-uuid"
 DEAD_VLAN = 4095
 
 
@@ -64,8 +66,44 @@ def _atom(value: Any) -> Optional[Any]:
     return values[0] if values else None
 
 
+_INTERFACE_COLUMNS = ["_uuid", "name", "external_ids", "ofport"]
+_PORT_COLUMNS = ["_uuid", "interfaces", "tag", "other_config"]
+
+
+def _ports_by_interface(ports: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    return {member[1]: port for port in ports for member in ovsdb.set_values(port["interfaces"])}
+
+
+def _bridge_select(bridge: str) -> Dict[str, Any]:
+    return {
+        "op": "select",
+        "table": "Bridge",
+        "where": [["name", "==", bridge]],
+        "columns": ["_uuid"],
+    }
+
+
+def _check_bridge(bridge: Optional[str], result: Dict[str, Any]) -> None:
+    if bridge is not None and not result["rows"]:
+        raise QhookError(f"integration bridge {bridge} does not exist in Open vSwitch")
+
+
+def _row(name: str, interface: Dict[str, Any], port: Optional[Dict[str, Any]]) -> PortRow:
+    return PortRow(
+        name=name,
+        interface_uuid=interface["_uuid"][1],
+        port_uuid=None if port is None else port["_uuid"][1],
+        external_ids=ovsdb.map_value(interface["external_ids"]),
+        ofport=_atom(interface["ofport"]),
+        tag=None if port is None else _atom(port["tag"]),
+        port_other_config={} if port is None else ovsdb.map_value(port["other_config"]),
+    )
+
+
 def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) -> Dict[str, PortRow]:
-    """The Interface (and Port) rows of these names; raise if the bridge is missing."""
+    """The Interface (and Port) rows of these names, whoever owns them; raise if the
+    bridge is missing. Two selects per name, each of which ovsdb-server answers by
+    scanning its table: for the paths that must see foreign rows too."""
     operations: List[Dict[str, Any]] = []
     for name in names:
         where = [["name", "==", name]]
@@ -74,7 +112,7 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
                 "op": "select",
                 "table": "Interface",
                 "where": where,
-                "columns": ["_uuid", "external_ids", "ofport"],
+                "columns": _INTERFACE_COLUMNS,
             }
         )
         operations.append(
@@ -82,45 +120,54 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
                 "op": "select",
                 "table": "Port",
                 "where": where,
-                "columns": ["_uuid", "interfaces", "tag", "other_config"],
+                "columns": _PORT_COLUMNS,
             }
         )
     if bridge is not None:
-        operations.append(
-            {
-                "op": "select",
-                "table": "Bridge",
-                "where": [["name", "==", bridge]],
-                "columns": ["_uuid"],
-            }
-        )
+        operations.append(_bridge_select(bridge))
     results = db.transact(operations, "looking up ports") if operations else []
-    if bridge is not None and not results[-1]["rows"]:
-        raise QhookError(f"integration bridge {bridge} does not exist in Open vSwitch")
+    if bridge is not None:
+        _check_bridge(bridge, results[-1])
     found: Dict[str, PortRow] = {}
     for index, name in enumerate(names):
         interfaces = results[2 * index]["rows"]
-        ports = results[2 * index + 1]["rows"]
         if not interfaces:
             continue
-        interface = interfaces[0]
-        port = next(
-            (
-                p
-                for p in ports
-                if ["uuid", interface["_uuid"][1]] in ovsdb.set_values(p["interfaces"])
-            ),
-            None,
-        )
-        found[name] = PortRow(
-            name=name,
-            interface_uuid=interface["_uuid"][1],
-            port_uuid=None if port is None else port["_uuid"][1],
-            external_ids=ovsdb.map_value(interface["external_ids"]),
-            ofport=_atom(interface["ofport"]),
-            tag=None if port is None else _atom(port["tag"]),
-            port_other_config={} if port is None else ovsdb.map_value(port["other_config"]),
-        )
+        member = ["uuid", interfaces[0]["_uuid"][1]]
+        ports = results[2 * index + 1]["rows"]
+        port = next((p for p in ports if member in ovsdb.set_values(p["interfaces"])), None)
+        found[name] = _row(name, interfaces[0], port)
+    return found
+
+
+def find_ours(
+    db: ovsdb.Ovsdb, names: Sequence[str], vm_id: str, bridge: Optional[str] = None
+) -> Dict[str, PortRow]:
+    """Our rows of this VM among these names; raise if the bridge is missing.
+
+    Two selects on our mark and the VM, however many names: ovsdb-server scans a table
+    once per select, and one select per name would scan it once per name. A foreign row
+    of such a name is not seen; `add` cannot take its name (the schema's unique index).
+    Ports made before they carried the VM's id are looked up by name."""
+    mark = [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE, VM_KEY: vm_id})]]
+    operations = [
+        {"op": "select", "table": "Interface", "where": mark, "columns": _INTERFACE_COLUMNS},
+        {"op": "select", "table": "Port", "where": mark, "columns": _PORT_COLUMNS},
+    ]
+    if bridge is not None:
+        operations.append(_bridge_select(bridge))
+    results = db.transact(operations, "looking up the VM's ports")
+    if bridge is not None:
+        _check_bridge(bridge, results[2])
+    wanted = set(names)
+    interfaces = {row["name"]: row for row in results[0]["rows"] if row["name"] in wanted}
+    port_of = _ports_by_interface(results[1]["rows"])
+    found = {
+        name: _row(name, row, port_of.get(row["_uuid"][1])) for name, row in interfaces.items()
+    }
+    older = [row.name for row in found.values() if row.port_uuid is None]
+    if older:
+        found.update(find(db, older))
     return found
 
 
@@ -147,6 +194,14 @@ def _detach(row: PortRow) -> Dict[str, Any]:
     }
 
 
+def _port_mark(port: NewPort) -> Dict[str, str]:
+    """Our mark on the Port, with the VM's id when known (what `find_ours` selects on)."""
+    mark = {OWNER_KEY: OWNER_VALUE}
+    if port.external_ids.get(VM_KEY):
+        mark[VM_KEY] = port.external_ids[VM_KEY]
+    return mark
+
+
 def add(
     db: ovsdb.Ovsdb, bridge: str, ports: Sequence[NewPort], replacing: Sequence[PortRow]
 ) -> None:
@@ -162,25 +217,12 @@ def add(
             "rows": [{"name": bridge}],
         }
     ]
-    replaced = {row.name: row for row in replacing}
     for row in replacing:
         operations.append(_unchanged(row))
         if row.port_uuid is not None:
             operations.append(_detach(row))
     new_ports = []
     for index, port in enumerate(ports):
-        if port.name not in replaced:  # nobody may have taken the name meanwhile
-            operations.append(
-                {
-                    "op": "wait",
-                    "table": "Interface",
-                    "timeout": 0,
-                    "until": "==",
-                    "where": [["name", "==", port.name]],
-                    "columns": ["name"],
-                    "rows": [],
-                }
-            )
         operations.append(
             {
                 "op": "insert",
@@ -201,7 +243,7 @@ def add(
                 "row": {
                     "name": port.name,
                     "interfaces": ovsdb.named(f"i{index}"),
-                    "external_ids": ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE}),
+                    "external_ids": ovsdb.ovs_map(_port_mark(port)),
                 },
             }
         )
@@ -274,43 +316,33 @@ def set_external_ids(db: ovsdb.Ovsdb, row: PortRow, external_ids: Dict[str, str]
     )
 
 
-def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
-    """Every Interface marked as ours, with its Port, for the operator commands: two
-    selects on our mark, however many ports there are (one select per name would make
-    ovsdb-server scan the table once per port)."""
+def ours(db: ovsdb.Ovsdb, bridge: Optional[str] = None) -> List[PortRow]:
+    """Every Interface marked as ours, with its Port: two selects on our mark, however
+    many ports there are (one select per name would make ovsdb-server scan the table
+    once per port). Raise if the bridge is given and missing."""
     mark = [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE})]]
-    interfaces, ports = db.transact(
-        [
-            {
-                "op": "select",
-                "table": "Interface",
-                "where": mark,
-                "columns": ["_uuid", "name", "external_ids", "ofport"],
-            },
-            {
-                "op": "select",
-                "table": "Port",
-                "where": mark,
-                "columns": ["_uuid", "interfaces", "tag", "other_config"],
-            },
-        ],
-        "listing our ports",
-    )
-    port_of = {
-        member[1]: port for port in ports["rows"] for member in ovsdb.set_values(port["interfaces"])
-    }
-    found = []
-    for interface in interfaces["rows"]:
-        port = port_of.get(interface["_uuid"][1])
-        found.append(
-            PortRow(
-                name=interface["name"],
-                interface_uuid=interface["_uuid"][1],
-                port_uuid=None if port is None else port["_uuid"][1],
-                external_ids=ovsdb.map_value(interface["external_ids"]),
-                ofport=_atom(interface["ofport"]),
-                tag=None if port is None else _atom(port["tag"]),
-                port_other_config={} if port is None else ovsdb.map_value(port["other_config"]),
-            )
-        )
+    operations = [
+        {
+            "op": "select",
+            "table": "Interface",
+            "where": mark,
+            "columns": _INTERFACE_COLUMNS,
+        },
+        {
+            "op": "select",
+            "table": "Port",
+            "where": mark,
+            "columns": _PORT_COLUMNS,
+        },
+    ]
+    if bridge is not None:
+        operations.append(_bridge_select(bridge))
+    results = db.transact(operations, "listing our ports")
+    if bridge is not None:
+        _check_bridge(bridge, results[2])
+    port_of = _ports_by_interface(results[1]["rows"])
+    found = [
+        _row(interface["name"], interface, port_of.get(interface["_uuid"][1]))
+        for interface in results[0]["rows"]
+    ]
     return sorted(found, key=lambda row: row.name)

@@ -12,7 +12,7 @@ from qhook import mirrors, ovsports, tap, wiring
 from qhook.attachment import Attachment, Plugged
 from qhook.config import Config, OnTimeout, PlugMode
 from qhook.errors import QhookError, shown
-from qhook.ovsdb import Ovsdb
+from qhook.ovsdb import Ovsdb, OvsdbError
 from qhook.vnic import Plugin
 
 
@@ -76,17 +76,12 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
     try:
         if on_ovs:
             with _ovsdb(config) as db:
-                rows = ovsports.find(
-                    db, [item.tap_name for item in on_ovs], config.ovs.integration_bridge
-                )
+                names = [item.tap_name for item in on_ovs]
+                bridge = config.ovs.integration_bridge
+                rows = ovsports.find_ours(db, names, done.vm_id, bridge)
                 replacing = [r for r in (_check_port(i, rows) for i in on_ovs) if r is not None]
                 _make_taps(hook_made, leftovers, done, config.ovs.timeout)
-                ovsports.add(
-                    db,
-                    config.ovs.integration_bridge,
-                    [_new_port(i) for i in on_ovs],
-                    replacing,
-                )
+                _add_ports(db, on_ovs, replacing, config)
                 done.added_ports = [item.tap_name for item in on_ovs]
                 _mirror(db, on_ovs, config)
         else:
@@ -97,6 +92,22 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
         undo(done, config)
         raise
     return done
+
+
+def _add_ports(
+    db: Ovsdb, items: Sequence[Attachment], replacing: Sequence[ovsports.PortRow], config: Config
+) -> None:
+    """Add the vNICs' ports, replacing these rows. A name taken by a row not of this VM
+    is looked up: a leftover of the same vNIC is replaced, anything else refused."""
+    new = [_new_port(item) for item in items]
+    try:
+        ovsports.add(db, config.ovs.integration_bridge, new, replacing)
+    except OvsdbError as error:
+        if error.kind != "constraint violation":
+            raise
+        rows = ovsports.find(db, [item.tap_name for item in items])
+        replacing = [r for r in (_check_port(i, rows) for i in items) if r is not None]
+        ovsports.add(db, config.ovs.integration_bridge, new, replacing)
 
 
 def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
@@ -237,7 +248,7 @@ def remove_ours(
         try:
             with _ovsdb(config) as db:
                 mirrors.remove(db, port_names, vm_id)
-                rows = ovsports.find(db, port_names)
+                rows = ovsports.find_ours(db, port_names, vm_id)
                 mine = [
                     row
                     for row in rows.values()
@@ -253,6 +264,21 @@ def remove_ours(
             mine.append(name)
     problems += tap.delete_many(mine, config.ovs.timeout)
     return problems
+
+
+def _rows_to_repair(
+    db: Ovsdb, names: List[str], vm_id: str, config: Config
+) -> Dict[str, ovsports.PortRow]:
+    """The rows of these names: ours on our mark, then whoever's for the names not ours
+    (libvirt's, in libvirt plug mode, are never ours)."""
+    bridge = config.ovs.integration_bridge
+    if config.ovs.plug is PlugMode.LIBVIRT:
+        return ovsports.find(db, names, bridge)
+    rows = ovsports.find_ours(db, names, vm_id, bridge)
+    absent = [name for name in names if name not in rows]
+    if absent:
+        rows.update(ovsports.find(db, absent))
+    return rows
 
 
 def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List[str]]:
@@ -274,7 +300,7 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
     missing: List[Attachment] = []
     try:
         with _ovsdb(config) as db:
-            rows = ovsports.find(db, [i.tap_name for i in on_ovs], config.ovs.integration_bridge)
+            rows = _rows_to_repair(db, [i.tap_name for i in on_ovs], on_ovs[0].vm_id, config)
             for item in on_ovs:
                 row = rows.get(item.tap_name)
                 if row is None:

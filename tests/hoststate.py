@@ -35,6 +35,12 @@ def ovs_interfaces(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:
     return rows
 
 
+def ovs_ports(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:
+    """OVS Port rows by name: external_ids as a dict."""
+    table = json.loads(ovs.vsctl("--format=json", "--columns=name,external_ids", "list", "Port"))
+    return {name: {"external_ids": dict(external_ids[1])} for name, external_ids in table["data"]}
+
+
 def bridge_ports(ovs: OvsSandbox, bridge: str = "br-int") -> set:
     return set(ovs.vsctl("list-ports", bridge).split())
 

@@ -107,6 +107,25 @@ def test_leftovers_of_the_same_vnic_are_taken_over(vdsm, ovs):
     assert _mine(ovs, [tap]) == set()
 
 
+def test_ports_made_before_they_carried_the_vm_id_are_still_found(vdsm, ovs):
+    """Earlier versions marked the Port with our mark alone; the VM's id was only on the
+    Interface. The lookup on our mark and the VM must not miss such a port."""
+    domain = quantum_vm([seed_properties("openvswitch")], vm_uuid=new_id())
+    started = vdsm.start_vm(to_bytes(domain))
+    (tap,) = _taps(domain)
+    vm_id = domain.findtext("uuid")
+    assert hoststate.ovs_ports(ovs)[tap]["external_ids"] == {
+        "vdsm-hook-quantum": "owned",
+        "vm-uuid": vm_id,
+    }
+    ovs.vsctl("remove", "Port", tap, "external_ids", "vm-uuid")
+    repaired = vdsm.run_point("after_vm_migrate_destination", started.domain_xml, vm_id=vm_id)
+    assert (repaired.failed, repaired.stderr) == (False, "")
+    assert hoststate.ovs_interfaces(ovs)[tap]["external_ids"]["vm-uuid"] == vm_id
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+    assert _mine(ovs, [tap]) == set()
+
+
 def test_destroy_leaves_foreign_and_other_vms_objects_alone(vdsm, ovs):
     domain = quantum_vm([seed_properties("openvswitch"), seed_properties("linuxbridge")])
     other = quantum_vm([seed_properties("openvswitch")], vm_uuid=new_id())
