@@ -15,6 +15,22 @@ CAPS_KEY = "vdsm_hook_quantum"
 CAPS_TIMEOUT = 3.0  # getCaps must stay quick even with Open vSwitch hung
 
 
+def agent_host(config: Config, external_ids: Dict[str, str]) -> str:
+    """The host id the agents run as and ports are bound to (binding:host_id): [host]
+    agent_host, else Open vSwitch's external_ids:hostname (OVN's chassis hostname), else
+    the host name (the Neutron agents' default `host`)."""
+    return config.host.agent_host or external_ids.get("hostname") or socket.gethostname()
+
+
+def switch_ids(db: Ovsdb) -> Dict[str, str]:
+    """The Open_vSwitch row's external_ids."""
+    (switch,) = db.transact(
+        [{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["external_ids"]}],
+        "reading the host's ids",
+    )
+    return map_value(switch["rows"][0]["external_ids"]) if switch["rows"] else {}
+
+
 def host_capabilities(config: Config) -> Dict[str, Any]:
     """The plugins usable here, the integration bridge, and the host id the agents use."""
     caps: Dict[str, Any] = {
@@ -24,7 +40,7 @@ def host_capabilities(config: Config) -> Dict[str, Any]:
         "ovs_reachable": False,
         "bridge_present": False,
         "plugins": ["linuxbridge"] if os.path.exists("/dev/net/tun") else [],
-        "host_id": socket.gethostname(),
+        "host_id": agent_host(config, {}),
         "ovn_chassis": None,
         "error": None,
     }
@@ -52,7 +68,7 @@ def host_capabilities(config: Config) -> Dict[str, Any]:
         return caps
     caps["ovs_reachable"] = True
     ids = map_value(switch["rows"][0]["external_ids"]) if switch["rows"] else {}
-    caps["host_id"] = ids.get("system-id") or ids.get("hostname") or caps["host_id"]
+    caps["host_id"] = agent_host(config, ids)
     caps["ovn_chassis"] = ids.get("system-id") if ids.get("ovn-remote") else None
     caps["bridge_present"] = bool(bridge["rows"])
     if caps["bridge_present"]:

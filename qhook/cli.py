@@ -139,6 +139,14 @@ def _cleanup(args: argparse.Namespace) -> int:
         return _fail(f"{problem}; nothing removed")
     for line in inventory.clean(config, entries, args.dry_run):
         print(line)
+    if args.quantum:
+        if not args.dry_run:
+            entries, problem = inventory.survey(config, args.grace)
+        done, notes = inventory.clean_quantum(config, entries, args.grace, args.dry_run)
+        for line in done:
+            print(line)
+        for note in notes:
+            sys.stderr.write(f"qhook: note: {note}\n")
     return 0
 
 
@@ -288,6 +296,12 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             command.add_argument("--dry-run", action="store_true", help="only say what would go")
+            command.add_argument(
+                "--quantum",
+                action="store_true",
+                help="also delete the Quantum ports made on demand for this host whose VM has "
+                "nothing plugged here any more (needs the [on_demand] settings)",
+            )
         command.set_defaults(handler=handler)
     return parser
 

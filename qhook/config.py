@@ -57,9 +57,26 @@ class WiringConfig:
 
 @dataclass(frozen=True)
 class HostConfig:
-    """The [host] section: how the unprivileged hooks get root work done."""
+    """The [host] section: how the unprivileged hooks get root work done, and who the host
+    is to the agents."""
 
     helper: str = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+    # The host id the agents run as (their `host`, OVN's chassis hostname); by default
+    # Open vSwitch's external_ids:hostname, else the host name.
+    agent_host: str = ""
+    # Root's notes that outlive one hook run (which ports a migration moved here).
+    state_dir: str = "/run/vdsm-hook-quantum"
+
+
+@dataclass(frozen=True)
+class OnDemandConfig:
+    """The [on_demand] section: ports made by the host for vNICs whose profile names only
+    the Quantum network."""
+
+    # The [quantum] settings (URL, credentials): a file only root can read.
+    settings: str = "/etc/vdsm/quantum-api.conf"
+    # Seconds one hook run may spend with Quantum, every call included.
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,7 @@ class Config:
     ovs: OvsConfig = field(default_factory=OvsConfig)
     wiring: WiringConfig = field(default_factory=WiringConfig)
     host: HostConfig = field(default_factory=HostConfig)
+    on_demand: OnDemandConfig = field(default_factory=OnDemandConfig)
     source: str = "defaults"
 
 
@@ -130,7 +148,21 @@ def _on_timeout(value: str) -> OnTimeout:
         raise ValueError("expected start or fail") from None
 
 
-_HOST_KEYS: Dict[str, Callable[[str], object]] = {"helper": _absolute_path}
+def _host_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", value):
+        raise ValueError("expected a host name (letters, digits, '_', '.' and '-')")
+    return value
+
+
+_HOST_KEYS: Dict[str, Callable[[str], object]] = {
+    "helper": _absolute_path,
+    "agent_host": _host_name,
+    "state_dir": _absolute_path,
+}
+_ON_DEMAND_KEYS: Dict[str, Callable[[str], object]] = {
+    "settings": _absolute_path,
+    "timeout": timeout_seconds,
+}
 _WIRING_KEYS: Dict[str, Callable[[str], object]] = {
     "wait": _yes_no,
     "timeout": timeout_seconds,
@@ -142,6 +174,7 @@ _SECTIONS: Dict[str, Dict[str, Callable[[str], object]]] = {
     "ovs": _OVS_KEYS,
     "wiring": _WIRING_KEYS,
     "host": _HOST_KEYS,
+    "on_demand": _ON_DEMAND_KEYS,
 }
 
 
@@ -198,6 +231,7 @@ def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
         ovs=OvsConfig(**values["ovs"]),  # type: ignore[arg-type]
         wiring=WiringConfig(**values["wiring"]),  # type: ignore[arg-type]
         host=HostConfig(**values["host"]),  # type: ignore[arg-type]
+        on_demand=OnDemandConfig(**values["on_demand"]),  # type: ignore[arg-type]
         source=path,
     )
     return config, warnings

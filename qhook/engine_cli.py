@@ -32,9 +32,8 @@ def _say_error(args: argparse.Namespace, error: QhookError, status: int) -> int:
 
 def _client(args: argparse.Namespace):
     """A client built from [quantum], the OS_* variables and the command line."""
-    from qhook.keystone import KeystonePassword
-    from qhook.quantum import QuantumClient, StaticToken
-    from qhook.quantum_settings import AuthKind, load_quantum_settings, with_overrides
+    from qhook.quantum_connect import connect
+    from qhook.quantum_settings import load_quantum_settings, with_overrides
 
     env = dict(os.environ)
     if args.config:
@@ -51,38 +50,13 @@ def _client(args: argparse.Namespace):
         def trace(line: str) -> None:
             sys.stderr.write(f"qhook: debug: {line}\n")
 
-    if settings.auth is AuthKind.KEYSTONE:
-        auth: Any = KeystonePassword(
-            settings.auth_url,  # type: ignore[arg-type]
-            settings.username,  # type: ignore[arg-type]
-            settings.password,  # type: ignore[arg-type]
-            settings.project_name,  # type: ignore[arg-type]
-            user_domain_name=settings.user_domain_name,
-            project_domain_name=settings.project_domain_name,
-            region_name=settings.region_name,
-            interface=settings.interface,
-        )
-    else:
-        auth = StaticToken(settings.token if settings.auth is AuthKind.TOKEN else None)
-    if settings.ca_file and not os.access(settings.ca_file, os.R_OK):
-        raise ConfigError(f"CA file {settings.ca_file} cannot be read")
-    client = QuantumClient(
-        settings.url,
-        auth=auth,
-        verify=settings.ca_file or True,
-        timeout=(min(10.0, settings.timeout), settings.timeout),
-        trace=trace,
-    )
-    return client, settings
+    return connect(settings, trace), settings
 
 
 def _noauth_project(settings) -> Optional[str]:
-    """The project of creates: implied by a Keystone token, else [quantum] project_id."""
-    from qhook.quantum_settings import AuthKind
+    from qhook.quantum_connect import creates_need_project
 
-    if settings.auth is AuthKind.KEYSTONE:
-        return None
-    return settings.project_id
+    return creates_need_project(settings)
 
 
 def _table(rows: List[List[str]], header: List[str]) -> None:

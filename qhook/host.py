@@ -35,6 +35,8 @@ def _through_sudo(request: wire.Request, config: Config) -> Dict[str, Any]:
     budget = 2 * config.ovs.timeout + 10
     if config.wiring.wait:
         budget += config.wiring.timeout
+    if request.verb == wire.PORTS or request.on_demand:
+        budget += config.on_demand.timeout
     try:
         done = subprocess.run(
             command,
@@ -90,13 +92,39 @@ def undo(plugged: Plugged, config: Config) -> None:
         _call(request, config)
 
 
-def unplug(tap_names: Sequence[str], vm_id: str, config: Config) -> List[str]:
-    """Remove our ports and taps of these names that belong to this VM."""
+def unplug(
+    tap_names: Sequence[str], vm_id: str, config: Config, on_demand: Sequence[str] = ()
+) -> Tuple[List[str], List[str]]:
+    """Remove our ports and taps of these names that belong to this VM, then the Quantum
+    ports on demand of these MACs: (problems, notes)."""
     names = sorted(set(tap_names))
-    if not names:
-        return []
-    answer = _call(wire.Request(wire.REMOVE, vm_id, ports=names, taps=names), config)
-    return _names(answer, "problems")
+    macs = sorted(set(on_demand))
+    if not names and not macs:
+        return [], []
+    request = wire.Request(wire.REMOVE, vm_id, ports=names, taps=names, on_demand=macs)
+    answer = _call(request, config)
+    return _names(answer, "problems"), _names(answer, "notes")
+
+
+def ports_on_demand(
+    vm_id: str, vnics: Sequence[wire.PortWanted], mode: str, config: Config
+) -> Tuple[Dict[str, str], List[str]]:
+    """The Quantum ports of vNICs whose profile names only the network, found or made by
+    the helper: ({MAC: port id}, notes)."""
+    answer = _call(wire.Request(wire.PORTS, vm_id, vnics=list(vnics), mode=mode), config)
+    ports = answer.get("ports")
+    if not isinstance(ports, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("mac"), str) and isinstance(p.get("port_id"), str)
+        for p in ports
+    ):
+        raise QhookError("the privileged helper answered malformed ports")
+    return {p["mac"]: p["port_id"] for p in ports}, _names(answer, "notes")
+
+
+def release(vm_id: str, macs: Sequence[str], config: Config) -> None:
+    """Give up the ports on demand of vNICs a failed run resolved; best effort."""
+    with contextlib.suppress(QhookError):
+        unplug([], vm_id, config, macs)
 
 
 def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List[str]]:

@@ -9,12 +9,12 @@ a VM that is starting right now is never taken for a dead one.
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from qhook import mirrors, ovsports, tap
 from qhook.config import Config
 from qhook.errors import QhookError
-from qhook.ovsdb import Ovsdb
+from qhook.ovsdb import Ovsdb, map_value
 
 DEFAULT_GRACE = 120
 
@@ -105,3 +105,48 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
         mirrors.remove_outputs(db, {r.name: r.external_ids.get("vm-uuid", "") for r in gone})
         ovsports.remove(db, gone)
     return done
+
+
+def in_use_here(config: Config, entries: List[Entry]) -> Tuple[Set[str], Set[str]]:
+    """What shows a Quantum port in use on this host: (VM ids with a tap or port of ours,
+    port ids named by any Open vSwitch Interface, ours or libvirt's, or by a device)."""
+    vms = {entry.vm for entry in entries if entry.vm}
+    ids = {entry.vnic for entry in entries if entry.vnic}
+    with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
+        (interfaces,) = db.transact(
+            [{"op": "select", "table": "Interface", "where": [], "columns": ["external_ids"]}],
+            "listing the ports' ids",
+        )
+    for row in interfaces["rows"]:
+        external_ids = map_value(row["external_ids"])
+        ids.update(v for k, v in external_ids.items() if k == "iface-id")
+        vms.update(v for k, v in external_ids.items() if k in ("vm-uuid", "vm-id"))
+    return vms, ids
+
+
+def clean_quantum(
+    config: Config, entries: List[Entry], grace: float, dry_run: bool
+) -> Tuple[List[str], List[str]]:
+    """Delete the ports on demand bound to this host that nothing here uses any more:
+    (what was or would be done, notes on what it cannot judge)."""
+    from qhook.ondemand import Quantum
+
+    vms, ids = in_use_here(config, entries)
+    taps = set(tap.names())
+    done = []
+    with Quantum(config) as quantum:
+        for port in quantum.orphans(vms, grace):
+            if port["id"] in ids or "tap" + port["id"][:11] in taps:
+                continue
+            if not dry_run:
+                quantum.client.delete("ports", port["id"])
+            done.append(
+                f"{'would delete' if dry_run else 'deleted'} Quantum port {port['id']} "
+                f"(VM {port.get('device_id')} has nothing plugged on {quantum.host})"
+            )
+        notes = [
+            *quantum.notes,
+            f"only ports made on demand and bound to {quantum.host} are judged here: those of "
+            "other hosts are theirs, the engine's (qhook port create) are qhook port delete's",
+        ]
+    return done, notes

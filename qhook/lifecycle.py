@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What each hook point does with the Quantum vNICs of a VM."""
 
+import contextlib
 import json
 from dataclasses import replace
-from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
-from qhook import domxml, host
+from qhook import domxml, host, wire
 from qhook.attachment import attachment
 from qhook.config import PlugMode
 from qhook.errors import PropertyError, QhookError, shown
@@ -192,8 +193,49 @@ def before_device_create(context: HookContext) -> None:
     if document.root.tag != "interface":
         return
     vnic = classify(document.root, context.env, context)
-    if vnic is not None and _rewrite([(document.root, vnic)], context):
+    # A port on demand is found or made in before_vm_start, with the VM's others at once.
+    if vnic is not None and not vnic.on_demand and _rewrite([(document.root, vnic)], context):
         context.write_data(domxml.serialize(document))
+
+
+def _resolve(
+    vnics: List[VnicInterface], vm_id: str, context: HookContext, mode: str
+) -> List[VnicInterface]:
+    """The vNICs, those with ports on demand on the ports found or made for them."""
+    wanted = [
+        wire.PortWanted(vnic.mac, vnic.network_id)
+        for _, vnic in vnics
+        if vnic.unresolved and vnic.network_id
+    ]
+    if not wanted:
+        return vnics
+    ports, notes = host.ports_on_demand(vm_id, wanted, mode, context.config)
+    for note in notes:
+        context.warn(note)
+    resolved = []
+    for interface, vnic in vnics:
+        if vnic.unresolved:
+            if vnic.mac not in ports:
+                raise QhookError(f"vNIC {vnic.mac}: the privileged helper found no port for it")
+            vnic = vnic.with_port(ports[vnic.mac])
+        resolved.append((interface, vnic))
+    return resolved
+
+
+@contextlib.contextmanager
+def _ports_on_demand(
+    vnics: List[VnicInterface], vm_id: str, context: HookContext, mode: str
+) -> Iterator[List[VnicInterface]]:
+    """The vNICs resolved (see _resolve); if what follows fails, their ports on demand go
+    again (or back to the host they came from), so a failed run leaves nothing."""
+    resolved = _resolve(vnics, vm_id, context, mode)
+    try:
+        yield resolved
+    except BaseException:
+        macs = [vnic.mac for _, vnic in vnics if vnic.unresolved]
+        if macs:
+            host.release(vm_id, macs, context.config)
+        raise
 
 
 def before_vm_start(context: HookContext) -> None:
@@ -202,9 +244,11 @@ def before_vm_start(context: HookContext) -> None:
     vnics = domain_vnics(document.root, context)
     if not vnics:
         return
-    check_tap_names(document.root, vnics)
-    changed = _rewrite(vnics, context)
-    _plug_and_write(document, vnics, vm_id_of(context, document.root), context, changed)
+    vm_id = vm_id_of(context, document.root)
+    with _ports_on_demand(vnics, vm_id, context, wire.START) as resolved:
+        check_tap_names(document.root, resolved)
+        changed = _rewrite(resolved, context)
+        _plug_and_write(document, resolved, vm_id, context, changed)
 
 
 def before_nic_hotplug(context: HookContext) -> None:
@@ -215,21 +259,24 @@ def before_nic_hotplug(context: HookContext) -> None:
     vnic = classify(document.root, context.env, context)
     if vnic is None:
         return
-    vnics = [(document.root, vnic)]
-    changed = _rewrite(vnics, context)
-    _plug_and_write(document, vnics, vm_id_of(context), context, changed)
+    vm_id = vm_id_of(context)
+    with _ports_on_demand([(document.root, vnic)], vm_id, context, wire.START) as vnics:
+        changed = _rewrite(vnics, context)
+        _plug_and_write(document, vnics, vm_id, context, changed)
 
 
 def before_vm_migrate_destination(context: HookContext) -> None:
-    """Plug on the destination before the incoming QEMU needs the taps.
+    """Bind the ports on demand here, then plug before the incoming QEMU needs the taps.
 
     VDSM ignores this hook's output: the XML is the source's, already rewritten.
     """
     document = domxml.parse(context.read_data(), "domain XML")
     vnics = domain_vnics(document.root, context)
     if vnics:
-        check_tap_names(document.root, vnics)
-        _plug_and_write(document, vnics, vm_id_of(context, document.root), context, False)
+        vm_id = vm_id_of(context, document.root)
+        with _ports_on_demand(vnics, vm_id, context, wire.MIGRATE) as resolved:
+            check_tap_names(document.root, resolved)
+            _plug_and_write(document, resolved, vm_id, context, False)
 
 
 def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
@@ -241,8 +288,14 @@ def _rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
 def _unplug(
     interfaces: List[domxml.Element], vnics: List[VnicInterface], vm_id: str, context: HookContext
 ) -> None:
-    names = [vnic.tap_name for _, vnic in vnics] + _rewritten_taps(interfaces)
-    problems = host.unplug(names, vm_id, context.config)
+    """Unplug; then the ports on demand go (their taps are found from the rewritten
+    interfaces: the port id is not in the properties)."""
+    names = [vnic.tap_name for _, vnic in vnics if not vnic.unresolved]
+    names += _rewritten_taps(interfaces)
+    on_demand = [vnic.mac for _, vnic in vnics if vnic.unresolved]
+    problems, notes = host.unplug(names, vm_id, context.config, on_demand)
+    for note in notes:
+        context.warn(note)
     if problems:
         raise QhookError("; ".join(problems))
 
@@ -286,6 +339,12 @@ def after_vm_migrate_destination(context: HookContext) -> None:
     domain = domxml.parse(data, "domain XML").root
     vm_id = vm_id_of(context, domain)
     vnics = domain_vnics(domain, context, tolerant=True)
+    try:
+        vnics = _resolve(vnics, vm_id, context, wire.ARRIVED)
+    except QhookError as error:
+        unchecked = [vnic.mac for _, vnic in vnics if vnic.unresolved]
+        context.warn(f"vNIC {', '.join(unchecked)} not checked: {error}")
+        vnics = [(interface, vnic) for interface, vnic in vnics if not vnic.unresolved]
     items = [attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     repaired, unrepairable = host.repair(items, context.config)
     for name in repaired:
@@ -316,6 +375,11 @@ def before_update_device(context: HookContext) -> None:
     vnic = classify(interface, context.env, context)
     if vnic is None:
         return
+    if vnic.on_demand:
+        raise QhookError(
+            f"vNIC {vnic.mac}: a running vNIC cannot move to a profile without q_port_id "
+            "(a port on demand); unplug the vNIC, change its profile and plug it again"
+        )
     if vnic.plugin is Plugin.LINUXBRIDGE:
         raise QhookError(
             f"vNIC {vnic.mac}: a Linux bridge vNIC cannot move to another Quantum port while "

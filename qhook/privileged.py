@@ -11,39 +11,14 @@ writable by no one else, so the caller cannot choose another bridge or database.
 """
 
 import json
-import os
-import stat
 import sys
 from typing import Any, Dict, List, Optional
 
 from qhook import PROGRAM, plumbing, wire
 from qhook.caps import host_capabilities
 from qhook.config import DEFAULT_PATH, Config, load_config
-from qhook.errors import ConfigError, QhookError, one_line
-
-
-def trusted_path(path: str) -> str:
-    """The real path, if it and every directory above it are root's and writable by no one
-    else (a sticky world-writable directory such as /tmp is fine for a root-owned child)."""
-    real = os.path.realpath(path)
-    current = real
-    while True:
-        try:
-            info = os.stat(current)
-        except OSError as error:
-            if current == real and isinstance(error, FileNotFoundError):
-                return real  # a missing file means the defaults
-            raise ConfigError(f"cannot check {current}: {error.strerror}") from None
-        sticky_directory = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
-        if info.st_uid != 0 or (
-            info.st_mode & 0o022 and not (sticky_directory and current != real)
-        ):
-            raise ConfigError(
-                f"{real} is not trusted: {current} must be root's and writable only by root"
-            )
-        if current == "/":
-            return real
-        current = os.path.dirname(current)
+from qhook.errors import QhookError, one_line
+from qhook.trust import trusted_path
 
 
 def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
@@ -65,8 +40,38 @@ def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
     if request.verb == wire.REPAIR:
         repaired, problems = plumbing.repair(request.attachments, config)
         return {"repaired": repaired, "problems": problems}
+    if request.verb == wire.PORTS:
+        return _ports(request, config)
     problems = plumbing.remove_ours(request.ports, request.taps, request.vm_id, config)
-    return {"problems": problems}
+    notes = _release(request, config) if request.on_demand else []
+    return {"problems": problems, "notes": notes}
+
+
+def _ports(request: wire.Request, config: Config) -> Dict[str, Any]:
+    """The ports on demand of the request's vNICs (see qhook.ondemand)."""
+    from qhook.ondemand import Quantum
+
+    with Quantum(config) as quantum:
+        found = quantum.ensure(request.vm_id, request.vnics, request.mode)
+        ports = [{"mac": f.mac, "port_id": f.port_id, "created": f.created} for f in found]
+        return {"ports": ports, "notes": quantum.notes}
+
+
+def _release(request: wire.Request, config: Config) -> List[str]:
+    """After unplugging: the ports on demand of these vNICs go (or go back). Quantum out of
+    reach is a note, not a failure: the unplugging is done, and `qhook cleanup --quantum`
+    deletes what is left."""
+    from qhook.ondemand import Quantum
+
+    try:
+        with Quantum(config) as quantum:
+            quantum.release(request.vm_id, request.on_demand)
+            return quantum.notes
+    except QhookError as error:
+        return [
+            f"the ports of vNIC {', '.join(request.on_demand)} stay in Quantum ({error}); "
+            "qhook cleanup --quantum deletes them later"
+        ]
 
 
 def _arguments(argv: List[str]) -> str:

@@ -81,8 +81,12 @@ class QuantumClient:
         retries: int = 3,
         auth: Optional[Authenticator] = None,
         trace: Optional[Callable[[str], None]] = None,
+        budget: Optional[float] = None,
     ):
         self.url = url.rstrip("/") if url else None
+        # At most this many seconds for every call together (a hook's bound), if given.
+        self.budget = budget
+        self.deadline = None if budget is None else time.monotonic() + budget
         self.auth: Authenticator = auth or StaticToken(token)
         self.timeout = timeout
         self.trace = trace
@@ -118,20 +122,28 @@ class QuantumClient:
         """One HTTP exchange, bounded by the timeouts; failures become one line."""
         where = _server(url)
         began = time.monotonic()
+        timeout = self.timeout
+        if self.deadline is not None:
+            left = self.deadline - began
+            if left <= 0:
+                raise QuantumError(
+                    f"{where}: no answer within the {self.budget:g} s allowed", kind="ReadTimeout"
+                )
+            timeout = (min(timeout[0], left), min(timeout[1], left))
         try:
             response = self.session.request(
-                method, url, timeout=self.timeout, verify=self.verify, **options
+                method, url, timeout=timeout, verify=self.verify, **options
             )
         except requests.exceptions.SSLError as error:
             raise QuantumError(
                 f"TLS with {where} failed: {_tls_reason(error)}", kind="TLSError"
             ) from None
         except requests.exceptions.ConnectTimeout:
-            raise self._no_connection(where) from None
+            raise self._no_connection(where, timeout[0]) from None
         except requests.exceptions.ReadTimeout:
-            raise self._no_answer(where) from None
+            raise self._no_answer(where, timeout[1]) from None
         except requests.exceptions.RequestException as error:
-            raise self._unreachable(where, error) from None
+            raise self._unreachable(where, error, timeout) from None
         if self.trace:
             elapsed = (time.monotonic() - began) * 1000
             self.trace(f"{method} {response.url} -> {response.status_code} ({elapsed:.0f} ms)")
@@ -174,24 +186,25 @@ class QuantumClient:
         except ValueError:
             raise QuantumError(f"{method} {path}: the answer is not JSON") from None
 
-    def _no_connection(self, where: str) -> QuantumError:
+    @staticmethod
+    def _no_connection(where: str, seconds: float) -> QuantumError:
         return QuantumError(
-            f"cannot reach {where}: no connection within {self.timeout[0]:g} s",
-            kind="ConnectTimeout",
+            f"cannot reach {where}: no connection within {seconds:.3g} s", kind="ConnectTimeout"
         )
 
-    def _no_answer(self, where: str) -> QuantumError:
-        return QuantumError(
-            f"{where} gave no answer within {self.timeout[1]:g} s", kind="ReadTimeout"
-        )
+    @staticmethod
+    def _no_answer(where: str, seconds: float) -> QuantumError:
+        return QuantumError(f"{where} gave no answer within {seconds:.3g} s", kind="ReadTimeout")
 
-    def _unreachable(self, where: str, error: Exception) -> QuantumError:
+    def _unreachable(
+        self, where: str, error: Exception, timeout: Tuple[float, float]
+    ) -> QuantumError:
         """One line for a failed connection; urllib3 wraps timeouts once it retries."""
         reason = getattr(error.args[0], "reason", None) if error.args else None
         if isinstance(reason, ReadTimeoutError):
-            return self._no_answer(where)
+            return self._no_answer(where, timeout[1])
         if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-            return self._no_connection(where)
+            return self._no_connection(where, timeout[0])
         text = one_line(str(reason or error))
         return QuantumError(
             f"cannot reach {where}: {text.rsplit(': ', 1)[-1][:200]}", kind="Unreachable"

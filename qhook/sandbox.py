@@ -385,6 +385,8 @@ class OvnSandbox:
                 "Open_vSwitch",
                 ".",
                 f"external_ids:system-id={self.system_id}",
+                # The chassis's hostname, which Neutron binds ports to (binding:host_id).
+                f"external_ids:hostname={self.system_id}-node",
                 f"external_ids:ovn-remote={self.db('sb')}",
                 "external_ids:ovn-encap-type=geneve",
                 "external_ids:ovn-encap-ip=127.0.0.1",

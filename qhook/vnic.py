@@ -5,7 +5,8 @@ Two property forms are understood:
 
 * the seed's: ``plugin`` (openvswitch, linuxbridge, ovn), ``q_network_id``,
   ``q_port_id`` and optionally ``q_attachment_id`` (the id used on the host,
-  defaulting to ``q_port_id``);
+  defaulting to ``q_port_id``); without ``q_port_id`` (a vNIC profile names only
+  the network) the host finds or makes the vNIC's port itself: a port on demand;
 * oVirt's openstacknet form: ``provider_type`` (OPENSTACK_NETWORK or
   EXTERNAL_NETWORK), ``plugin_type`` and ``vnic_id`` (the id used on the host).
 """
@@ -71,11 +72,24 @@ class QuantumVnic:
     network_id: Optional[str]
     form: PropertyForm
     mtu: Optional[int] = None
+    on_demand: bool = False  # the host finds or makes the port; host_id is "" until then
 
     @property
     def tap_name(self) -> str:
         """The host device name: 'tap' + the first 11 characters of the host id."""
+        if not self.host_id:
+            raise PropertyError(f"vNIC {self.mac}: its port on demand is not known yet")
         return TAP_PREFIX + self.host_id[:ID_CHARS_IN_NAME]
+
+    @property
+    def unresolved(self) -> bool:
+        """A port on demand whose port is not known yet."""
+        return self.on_demand and not self.host_id
+
+    def with_port(self, port_id: str) -> "QuantumVnic":
+        """This vNIC on the port found or made for it."""
+        port_id = normalise_uuid(port_id, "port id")
+        return dataclasses.replace(self, host_id=port_id, port_id=port_id)
 
 
 def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:
@@ -132,9 +146,18 @@ def _choice(props: Mapping[str, str], name: str, choices: Mapping[str, Plugin]) 
 def _seed(props: Mapping[str, str], mac: str) -> QuantumVnic:
     plugin = _choice(props, SEED_PLUGIN, SEED_PLUGINS)
     network_id = _uuid(props, "q_network_id")
-    port_id = _uuid(props, "q_port_id")
     attachment_id = _uuid(props, "q_attachment_id", required=False)
-    assert port_id is not None
+    port_id = _uuid(props, "q_port_id", required=attachment_id is not None)
+    if port_id is None:  # a profile that names only the network: a port on demand
+        return QuantumVnic(
+            mac=mac,
+            plugin=plugin,
+            host_id="",
+            port_id=None,
+            network_id=network_id,
+            form=PropertyForm.SEED,
+            on_demand=True,
+        )
     return QuantumVnic(
         mac=mac,
         plugin=plugin,

@@ -23,11 +23,19 @@ REMOVE = "remove"
 CAPS = "caps"
 MOVE = "move"  # re-key a running vNIC's port to another Quantum port
 END_MOVE = "end_move"  # the update went through (undo false) or failed (undo true)
+PORTS = "ports"  # find or make the Quantum ports of vNICs whose profile names only a network
+# How PORTS treats the ports: bind them here (a start or hotplug; a migration, noting
+# where each one was bound), or only find them (the VM has arrived: the note goes).
+START = "start"
+MIGRATE = "migrate"
+ARRIVED = "arrived"
+PORT_MODES = (START, MIGRATE, ARRIVED)
 _FIELDS = {
     CAPS: {"verb"},
     PLUG: {"verb", "vm", "attachments"},
     REPAIR: {"verb", "vm", "attachments"},
-    REMOVE: {"verb", "vm", "ports", "taps"},
+    REMOVE: {"verb", "vm", "ports", "taps", "on_demand"},
+    PORTS: {"verb", "vm", "vnics", "mode"},
     MOVE: {"verb", "vm", "attachments"},
     END_MOVE: {"verb", "vm", "macs", "undo"},
 }
@@ -48,6 +56,14 @@ class RequestError(QhookError):
 
 
 @dataclass(frozen=True)
+class PortWanted:
+    """A vNIC whose port the host finds or makes: its MAC and Quantum network."""
+
+    mac: str
+    network_id: str
+
+
+@dataclass(frozen=True)
 class Request:
     """One thing to do as root, for one VM."""
 
@@ -58,6 +74,9 @@ class Request:
     taps: List[str] = field(default_factory=list)
     macs: List[str] = field(default_factory=list)
     undo: bool = False
+    on_demand: List[str] = field(default_factory=list)  # REMOVE: MACs with ports on demand
+    vnics: List[PortWanted] = field(default_factory=list)
+    mode: str = START
 
 
 def encode(request: Request) -> bytes:
@@ -66,7 +85,14 @@ def encode(request: Request) -> bytes:
         return json.dumps(body).encode()
     body["vm"] = request.vm_id
     if request.verb == REMOVE:
-        body.update(ports=list(request.ports), taps=list(request.taps))
+        body.update(
+            ports=list(request.ports), taps=list(request.taps), on_demand=list(request.on_demand)
+        )
+    elif request.verb == PORTS:
+        body.update(
+            vnics=[{"mac": v.mac, "network_id": v.network_id} for v in request.vnics],
+            mode=request.mode,
+        )
     elif request.verb == END_MOVE:
         body.update(macs=list(request.macs), undo=request.undo)
     else:
@@ -149,6 +175,24 @@ def _attachment(value: Any, vm_id: str) -> Attachment:
     )
 
 
+def _ports_request(body: Dict[str, Any], vm_id: str) -> Request:
+    mode = body["mode"]
+    if not isinstance(mode, str) or mode not in PORT_MODES:
+        raise RequestError(f"mode {shown(str(mode))} is not one of {', '.join(PORT_MODES)}")
+    vnics = []
+    for value in _list(body["vnics"], "vnics"):
+        item = _object(value, {"mac", "network_id"}, "a vNIC")
+        vnics.append(
+            PortWanted(
+                normalise_mac(_text(item["mac"], "mac")),
+                normalise_uuid(_text(item["network_id"], "network_id"), "network_id"),
+            )
+        )
+    if not vnics or len({v.mac for v in vnics}) != len(vnics):
+        raise RequestError("a ports request names one or more vNICs, each MAC once")
+    return Request(PORTS, vm_id, vnics=vnics, mode=mode)
+
+
 def decode(data: bytes) -> Request:
     """A request, checked in full; RequestError (one line) for anything else."""
     if len(data) > MAX_REQUEST_BYTES:
@@ -170,7 +214,10 @@ def decode(data: bytes) -> Request:
             vm_id,
             ports=[_tap_name(v) for v in _list(body["ports"], "ports")],
             taps=[_tap_name(v) for v in _list(body["taps"], "taps")],
+            on_demand=[normalise_mac(_text(v, "mac")) for v in _list(body["on_demand"], "macs")],
         )
+    if verb == PORTS:
+        return _ports_request(body, vm_id)
     if verb == END_MOVE:
         if type(body["undo"]) is not bool:
             raise RequestError("undo is not true or false")

@@ -10,7 +10,7 @@ from typing import Dict, Optional
 import pytest
 from frames import ETHERTYPE
 from keystone_stack import keystone_in_front_of
-from neutron_stack import NeutronStack
+from neutron_stack import HOST_B, NeutronStack
 from relay import Relay
 
 from qhook.sandbox import OvnSandbox, OvsSandbox
@@ -114,6 +114,15 @@ def neutron(tmp_path_factory):
     stack.start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def host_b(neutron):
+    """A second hypervisor host on the same Neutron: its own Open vSwitch in a namespace of
+    its own and its own neutron-openvswitch-agent (host HOST_B), for migrations."""
+    host = neutron.add_host(HOST_B)
+    yield host
+    neutron.remove_host(HOST_B)
 
 
 @pytest.fixture(scope="session")

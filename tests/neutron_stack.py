@@ -7,24 +7,57 @@ Neutron 29 (PyPI) has no neutron-server command: the API is the WSGI app
 without networking and is reached by its unix socket; RabbitMQ, the three Neutron
 processes and ovs-vswitchd share the sandbox namespace, where ovs-vswitchd connects to
 the agent's OpenFlow controller on 127.0.0.1. Every daemon is stopped by PID.
+
+add_host() starts a further hypervisor host: an Open vSwitch in a namespace of its own
+with its own neutron-openvswitch-agent, which reaches RabbitMQ (and its processes reach
+the API) at the same 127.0.0.1 addresses through relays between the namespaces.
 """
 
+import contextlib
+import os
+import secrets
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from daemons import DaemonGroup, kill, run_tool, unix_http
+from netns_relay import NetnsRelay
 
 from qhook.sandbox import OvsSandbox
 
 AGENT_HOST = "qhook-neutron-host"
+HOST_B = "qhook-neutron-host-b"  # a second hypervisor host (add_host), for migrations
 RABBIT_PORT = 5673
+API_PORT = 9696
+_OVS_DIRS = ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR")  # where ovs-* tools look
 _WSGI = """import sys
 sys.argv = ["neutron-api"]  # oslo.config must not parse gunicorn's arguments
 from neutron.wsgi.api import application  # noqa: E402,F401
 """
+
+
+@dataclass
+class AgentHost:
+    """A further hypervisor host: its Open vSwitch (ovs, in namespace ovs.name), the
+    `host` its neutron-openvswitch-agent reports (name), and the relays that give it
+    RabbitMQ and the API at 127.0.0.1:RABBIT_PORT and 127.0.0.1:API_PORT."""
+
+    name: str
+    ovs: OvsSandbox
+    directory: Path
+    relays: List[NetnsRelay] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The agent's label among the stack's processes."""
+        return f"neutron-openvswitch-agent@{self.name}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "ovs-agent.log"
 
 
 class NeutronStack(DaemonGroup):
@@ -33,6 +66,7 @@ class NeutronStack(DaemonGroup):
     def __init__(self, directory: Path, venv: Path, netns: str):
         super().__init__(directory, venv)
         self.ovs = OvsSandbox(self.dir / "ovs", netns)
+        self.hosts: Dict[str, AgentHost] = {}
 
     # -- helpers ---------------------------------------------------------------
     def _env(self, **extra: str) -> Dict[str, str]:
@@ -103,9 +137,15 @@ flat_networks = physnet1
 [ml2_type_vlan]
 network_vlan_ranges = physnet1:100:199
 """)
-        (etc / "openvswitch_agent.ini").write_text(f"""[DEFAULT]
-host = {AGENT_HOST}
-transport_url = {transport}
+        (etc / "openvswitch_agent.ini").write_text(self._agent_ini(AGENT_HOST, self.ovs, state))
+        (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
+
+    def _agent_ini(self, host: str, ovs: OvsSandbox, state: Path) -> str:
+        """The Open vSwitch agent's settings on `host`, whose switch is `ovs`."""
+        return f"""[DEFAULT]
+host = {host}
+state_path = {state}
+transport_url = rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/
 [agent]
 root_helper = env
 root_helper_daemon =
@@ -116,7 +156,7 @@ minimize_polling = true
 integration_bridge = br-int
 bridge_mappings = physnet1:br-phys1
 datapath_type = netdev
-ovsdb_connection = {self.ovs.connection}
+ovsdb_connection = {ovs.connection}
 of_listen_address = 127.0.0.1
 of_listen_port = 6633
 [securitygroup]
@@ -124,8 +164,7 @@ firewall_driver = noop
 enable_security_group = false
 [oslo_concurrency]
 lock_path = {state}/lock
-""")
-        (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
+"""
 
     # -- services ----------------------------------------------------------------
     def _mariadb(self) -> None:
@@ -252,7 +291,7 @@ lock_path = {state}/lock
                     "--workers",
                     "1",
                     "--bind",
-                    "127.0.0.1:9696",
+                    f"127.0.0.1:{API_PORT}",
                     "--bind",
                     f"unix:{self.dir}/api.sock",
                     "--timeout",
@@ -302,9 +341,81 @@ lock_path = {state}/lock
             raise
         return self
 
-    def _agent_alive(self) -> bool:
+    def _agent_alive(self, host: str = AGENT_HOST) -> bool:
         agents = self.api("GET", "/v2.0/agents?binary=neutron-openvswitch-agent")["agents"]
-        return any(a["host"] == AGENT_HOST and a["alive"] for a in agents)
+        return any(a["host"] == host and a["alive"] for a in agents)
+
+    # -- further hosts -------------------------------------------------------------
+    def add_host(self, name: str, netns: Optional[str] = None) -> AgentHost:
+        """Start a further hypervisor host whose agent reports `host = name`: an
+        OvsSandbox (br-int, br-phys1) in namespace `netns` (by default a new unique
+        name), relays from there to RabbitMQ and to the API, and the agent; returns
+        once the API lists that agent alive. stop() (or remove_host) ends it all."""
+        if name in self.hosts or name == AGENT_HOST:
+            raise ValueError(f"there is a host {name} already")
+        directory = self.dir / "hosts" / name
+        (directory / "state" / "lock").mkdir(parents=True, exist_ok=True)
+        netns = netns or f"qhook-host-{os.getpid()}-{secrets.token_hex(3)}"
+        host = AgentHost(name, OvsSandbox(directory / "ovs", netns), directory)
+        self.hosts[name] = host
+        try:
+            host.ovs.start()
+            host.ovs.add_bridge("br-phys1")
+            host.relays.append(NetnsRelay(netns, RABBIT_PORT, to_netns=self.ovs.name))
+            host.relays.append(NetnsRelay(netns, API_PORT, to_unix=str(self.dir / "api.sock")))
+            config = directory / "openvswitch_agent.ini"
+            config.write_text(self._agent_ini(name, host.ovs, directory / "state"))
+            self._spawn(
+                host.label,
+                [
+                    *host.ovs.netns_exec,
+                    f"{self.venv}/bin/neutron-openvswitch-agent",
+                    *("--config-file", f"{self.dir}/etc/neutron.conf"),
+                    *("--config-file", str(config)),
+                    *("--log-file", str(host.log)),
+                ],
+                netns=False,
+                **{key: str(host.ovs.directory) for key in _OVS_DIRS},
+            )
+            self._wait(
+                f"the OVS agent on {name}",
+                lambda: self._agent_alive(name),
+                180,
+                [host.label, "neutron-rpc-server", "neutron-api"],
+            )
+        except BaseException:
+            self.remove_host(name)
+            raise
+        return host
+
+    def remove_host(self, name: str) -> None:
+        """Stop a host add_host() started: its agent (its record deleted from Neutron),
+        its relays, what is left in its namespace, its Open vSwitch; safe to call twice."""
+        host = self.hosts.pop(name, None)
+        if host is None:
+            return
+        self._stop_hosts([host])
+        with contextlib.suppress(Exception):
+            agents = self.api("GET", f"/v2.0/agents?host={name}")["agents"]
+            for agent in agents:
+                self.api("DELETE", f"/v2.0/agents/{agent['id']}")
+
+    def _stop_hosts(self, hosts: List[AgentHost]) -> None:
+        self._stop_groups([([host.label for host in hosts], 5)])
+        for host in hosts:
+            for relay in host.relays:
+                relay.stop()
+            self._kill_leftovers(host.ovs)
+            host.ovs.stop()
+
+    def _kill_leftovers(self, ovs: OvsSandbox) -> None:
+        """SIGKILL what is left in the namespace (privsep-helper, an ovsdb-client monitor,
+        ...), but the sandbox's own daemons."""
+        keep = {process.pid for process in ovs.processes.values()}
+        listed = subprocess.run(
+            ["ip", "netns", "pids", ovs.name], capture_output=True, text=True, check=False
+        ).stdout.split()
+        kill([int(pid) for pid in listed if int(pid) not in keep], signal.SIGKILL)
 
     def start_keystone_api(self, auth_url: str, username: str, password: str) -> Path:
         """A second API server on the same database, behind Keystone (keystonemiddleware
@@ -356,26 +467,24 @@ token_cache_time = -1
         super()._terminate(label, process, tree)
 
     def stop(self) -> None:
-        """Stop every daemon by PID (Neutron's take their time: 5 s, then SIGKILL)."""
+        """Stop every daemon by PID (Neutron's take their time: 5 s, then SIGKILL), the
+        further hosts' agents with the first one, then their relays and switches."""
+        hosts, self.hosts = list(self.hosts.values()), {}
         self._stop_groups(
             [
                 (
                     [
                         "neutron-openvswitch-agent",
+                        *(host.label for host in hosts),
                         "neutron-rpc-server",
                         "neutron-api",
                         "neutron-api-keystone",
                     ],
                     5,
                 ),
-                (["rabbitmq"], 30),
-                (["epmd", "mariadbd"], 30),
             ]
         )
-        # What is left in the namespace (privsep-helper, an ovsdb-client monitor, ...).
-        keep = {process.pid for process in self.ovs.processes.values()}
-        listed = subprocess.run(
-            ["ip", "netns", "pids", self.ovs.name], capture_output=True, text=True, check=False
-        ).stdout.split()
-        kill([int(pid) for pid in listed if int(pid) not in keep], signal.SIGKILL)
+        self._stop_hosts(hosts)
+        self._stop_groups([(["rabbitmq"], 30), (["epmd", "mariadbd"], 30)])
+        self._kill_leftovers(self.ovs)
         self.ovs.stop()

@@ -28,8 +28,8 @@ BAD_PROPERTIES = {
         {"plugin": "vmware", "q_network_id": new_id(), "q_port_id": PORT},
         "property plugin: unknown value 'vmware'",
     ),
-    "missing-port": (
-        {"plugin": "openvswitch", "q_network_id": new_id()},
+    "attachment-without-port": (
+        {"plugin": "openvswitch", "q_network_id": new_id(), "q_attachment_id": PORT},
         "property q_port_id is missing",
     ),
     "missing-network": (

@@ -2,21 +2,11 @@
 """`qhook status` and `qhook cleanup` on the sandbox host after a crash."""
 
 import json
-import subprocess
-import sys
 
 import hoststate
 from domains import quantum_vm, seed_properties, to_bytes
 
-from tools import qhook_on_host
-
-HOLD_TAP = """
-import fcntl, os, struct, sys, time
-fd = os.open("/dev/net/tun", os.O_RDWR)
-fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", sys.argv[1].encode(), 0x1002).ljust(40, b"\\0"))
-print("holding", flush=True)
-time.sleep(120)
-"""
+from tools import holding_tap, qhook_on_host
 
 
 def _qhook(ovs, config_path, *args):
@@ -50,14 +40,7 @@ def test_status_and_cleanup_after_a_crash(vdsm, ovs, config_path):
     running_held, running_idle = _taps(running)
     ovs.in_netns("ip", "link", "delete", crashed_ovs)  # the crash took the tap with it
     ovs.in_netns("ip", "tuntap", "add", "dev", "tapforeign0003", "mode", "tap")
-    holder = subprocess.Popen(
-        [*ovs.netns_exec, sys.executable, "-c", HOLD_TAP, running_held],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"  # QEMU stands in: tap in use
-
+    with holding_tap(ovs.netns_exec, running_held):  # QEMU stands in: tap in use
         status = _status(ovs, config_path)
         assert "tapforeign0003" not in status
         assert status[crashed_ovs]["stale"] == "its tap is gone"
@@ -96,9 +79,6 @@ def test_status_and_cleanup_after_a_crash(vdsm, ovs, config_path):
         assert crashed_lb not in links and running_idle not in links and running_idle not in rows
         assert running_held in links and running_held in rows  # in use: kept
         assert "tapforeign0003" in links
-    finally:
-        holder.kill()
-        holder.wait()
     vdsm.destroy_vm(started.domain_xml)
     assert not {running_held, running_idle} & set(hoststate.ovs_interfaces(ovs))
     ovs.in_netns("ip", "link", "delete", "tapforeign0003")

@@ -245,16 +245,55 @@ REFUSED = {
     ),
     "too-many": ({"verb": "plug", "vm": VM, "attachments": [GOOD] * 65}, "at most 64"),
     "vm-injection": (
-        {"verb": "remove", "vm": VM + "; reboot", "ports": [], "taps": []},
+        {"verb": "remove", "vm": VM + "; reboot", "ports": [], "taps": [], "on_demand": []},
         "is not a UUID",
     ),
     "foreign-name": (
-        {"verb": "remove", "vm": VM, "ports": [], "taps": ["eth0"]},
+        {"verb": "remove", "vm": VM, "ports": [], "taps": ["eth0"], "on_demand": []},
         "'eth0' is not a tap name of this package",
     ),
     "name-with-newline": (
-        {"verb": "remove", "vm": VM, "ports": ["tap8e5f2a1c-4b\n"], "taps": []},
+        {"verb": "remove", "vm": VM, "ports": ["tap8e5f2a1c-4b\n"], "taps": [], "on_demand": []},
         "is not a tap name of this package",
+    ),
+    "remove-on-demand-not-a-mac": (
+        {"verb": "remove", "vm": VM, "ports": [], "taps": [], "on_demand": ["--all"]},
+        "'--all' is not a MAC address",
+    ),
+    "ports-mode": (
+        {"verb": "ports", "vm": VM, "mode": "delete", "vnics": []},
+        "mode 'delete' is not one of start, migrate, arrived",
+    ),
+    "ports-none": (
+        {"verb": "ports", "vm": VM, "mode": "start", "vnics": []},
+        "a ports request names one or more vNICs, each MAC once",
+    ),
+    "ports-twice": (
+        {
+            "verb": "ports",
+            "vm": VM,
+            "mode": "start",
+            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": VM}] * 2,
+        },
+        "each MAC once",
+    ),
+    "ports-network-injection": (
+        {
+            "verb": "ports",
+            "vm": VM,
+            "mode": "start",
+            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": "?device_owner=x"}],
+        },
+        "network_id: '?device_owner=x' is not a UUID",
+    ),
+    "ports-extra-field": (
+        {
+            "verb": "ports",
+            "vm": VM,
+            "mode": "start",
+            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": VM, "device_owner": "x"}],
+        },
+        "a vNIC must have exactly the fields mac, network_id",
     ),
 }
 
@@ -284,9 +323,10 @@ def test_the_helper_never_touches_what_is_not_ours(installed, ovs):
                 "vm": VM,
                 "ports": ["tapdeadbeef-00", "tapdeadbeef-01"],
                 "taps": ["tapdeadbeef-00", "tapdeadbeef-01"],
+                "on_demand": [],
             },
         )
-        assert (code, answer) == (0, {"ok": True, "problems": []})
+        assert (code, answer) == (0, {"ok": True, "problems": [], "notes": []})
         assert "tapdeadbeef-00" in hoststate.links(ovs)
         assert "tapdeadbeef-01" in hoststate.ovs_interfaces(ovs)
         taken = dict(GOOD, host_id="deadbeef-0000-4000-8000-000000000000")

@@ -208,7 +208,8 @@ def test_caps_report_the_plugins_usable_here_and_the_agents_host_id(ovn_host, ov
     assert caps["kvmEnabled"] == "true" and caps["cpuCores"] == "2"  # VDSM's own, kept
     ours = caps["vdsm_hook_quantum"]
     assert ours["plugins"] == ["linuxbridge", "openvswitch", "ovn"]
-    assert ours["host_id"] == ours["ovn_chassis"] == "qhook-host"
+    # Ports are bound to the chassis's hostname; the chassis itself is named by system-id.
+    assert (ours["host_id"], ours["ovn_chassis"]) == ("qhook-host-node", "qhook-host")
     assert ours["ovs_reachable"] and ours["bridge_present"] and ours["error"] is None
     # A host without OVN and another integration bridge name: fewer plugins.
     done, data = _caps(

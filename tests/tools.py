@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Test helpers: external tools (libvirt's validators) and running hook scripts."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from typing import Iterator, List, Mapping, Optional, Sequence
 
 import pytest
 
@@ -118,3 +119,26 @@ def libvirt_defines(
     """Have libvirt's own parser define the domain in the test driver, with validation."""
     virsh = [require_tool("virsh"), "-q", "-c", "test:///default", "define", "--validate"]
     return _check_file(virsh, xml, tmp_path / name)
+
+
+_HOLD_TAP = """
+import fcntl, os, struct, sys, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", sys.argv[1].encode(), 0x1002).ljust(40, b"\\0"))
+print("holding", flush=True)
+time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def holding_tap(netns_exec: Sequence[str], name: str) -> Iterator[None]:
+    """A process holds the tap open, as QEMU would: the tap has a carrier, in use."""
+    holder = subprocess.Popen(
+        [*netns_exec, sys.executable, "-c", _HOLD_TAP, name], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

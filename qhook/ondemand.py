@@ -1,0 +1,309 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Ports on demand: the host finds or makes the Quantum port of a vNIC whose profile names
+only the network, binds it to itself, and deletes it when the VM is gone. Runs as root
+(in the privileged helper), where the credentials can be read.
+
+A vNIC's port is the one with device_id = the VM, mac_address = the vNIC's MAC and
+device_owner = this package. Ports the host makes are named ON_DEMAND_PREFIX...; only
+those are ever deleted or given back by the host, never a port given by id (the engine's
+`qhook port create` names its own otherwise), never one of another owner.
+
+Migration: the destination binds the ports to itself before it plugs them, and notes
+under [host] state_dir which host each one was bound to; the note goes once the VM has
+arrived. A VM destroyed while the note is there (the migration failed) gives its ports
+back to that host. A VM destroyed on the source after the hand-over finds its ports bound
+to the destination and leaves them.
+"""
+
+import calendar
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from qhook import PROGRAM, wire
+from qhook.caps import CAPS_TIMEOUT, agent_host, switch_ids
+from qhook.config import PATH_VARIABLE, Config
+from qhook.errors import QhookError
+from qhook.ovsdb import Ovsdb
+from qhook.quantum import QuantumClient, QuantumError
+from qhook.trust import root_only
+
+OWNER = PROGRAM
+ON_DEMAND_PREFIX = "qhook-on-demand-"
+BINDING = "binding"  # the port binding extension: binding:host_id
+
+
+@dataclass(frozen=True)
+class Found:
+    """The port of one vNIC, and whether this run made it."""
+
+    mac: str
+    port_id: str
+    created: bool
+
+
+def port_name(vm_id: str, mac: str) -> str:
+    return f"{ON_DEMAND_PREFIX}{vm_id}-{mac.replace(':', '')}"
+
+
+def made_on_demand(port: Dict[str, Any]) -> bool:
+    return port.get("device_owner") == OWNER and str(port.get("name") or "").startswith(
+        ON_DEMAND_PREFIX
+    )
+
+
+# -- notes of migrations in progress ------------------------------------------------
+def _note_path(config: Config, vm_id: str) -> Path:
+    return Path(config.host.state_dir) / f"migrating-{vm_id}.json"
+
+
+def migration_note(config: Config, vm_id: str) -> Dict[str, Optional[str]]:
+    """Port id -> the host it was bound to before it was moved here (None: made here)."""
+    try:
+        value = json.loads(_note_path(config, vm_id).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_note(config: Config, vm_id: str, note: Dict[str, Optional[str]]) -> None:
+    path = _note_path(config, vm_id)
+    if not note:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
+        json.dump(note, stream)
+    os.replace(temporary, path)
+
+
+def arriving_vms(config: Config) -> Set[str]:
+    """The VMs whose migration to this host has not completed."""
+    directory = Path(config.host.state_dir)
+    if not directory.is_dir():
+        return set()
+    return {path.stem[len("migrating-") :] for path in directory.glob("migrating-*.json")}
+
+
+# -- the exchange ----------------------------------------------------------------------
+def this_host(config: Config) -> str:
+    """The host id ports are bound to here (what after_get_caps reports)."""
+    if config.host.agent_host:
+        return config.host.agent_host
+    try:
+        with Ovsdb(config.ovs.connection, min(config.ovs.timeout, CAPS_TIMEOUT)) as db:
+            return agent_host(config, switch_ids(db))
+    except QhookError:
+        return agent_host(config, {})
+
+
+class Quantum:
+    """One run's exchange with Quantum: every call together bounded by [on_demand] timeout."""
+
+    def __init__(self, config: Config):
+        from qhook.quantum_connect import connect, creates_need_project
+        from qhook.quantum_settings import load_quantum_settings
+
+        path = root_only(config.on_demand.settings, "ports on demand need [on_demand] settings")
+        settings, _ = load_quantum_settings({PATH_VARIABLE: path})
+        self.config = config
+        self.client: QuantumClient = connect(settings, budget=config.on_demand.timeout, retries=1)
+        self.project = creates_need_project(settings)
+        self.host = this_host(config)
+        self.notes: List[str] = []
+        self._binding: Optional[bool] = None
+
+    def __enter__(self) -> "Quantum":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+    def binding(self) -> bool:
+        """Whether the server binds ports to hosts; asked once per run."""
+        if self._binding is None:
+            answer = self.client.request("GET", "extensions") or {}
+            aliases = {item.get("alias") for item in answer.get("extensions", [])}
+            self._binding = BINDING in aliases
+            if not self._binding:
+                self.notes.append(
+                    f"Quantum at {self.client.base_url()} has no port binding (extension "
+                    f"{BINDING}): ports are not bound to {self.host}, and a stopped VM's ports "
+                    "are left (where the VM runs cannot be told); qhook port delete removes them"
+                )
+        return self._binding
+
+    def ports(self, vm_id: str) -> Dict[str, Dict[str, Any]]:
+        """This package's ports of the VM, by MAC: one request."""
+        found: Dict[str, Dict[str, Any]] = {}
+        for port in self.client.list("ports", device_id=vm_id, device_owner=OWNER):
+            found.setdefault(str(port.get("mac_address", "")).lower(), port)
+        return found
+
+    # -- start, migration, arrival ------------------------------------------------------
+    def ensure(self, vm_id: str, vnics: Sequence[wire.PortWanted], mode: str) -> List[Found]:
+        """Each vNIC's port, found or made on its network, bound here (START, MIGRATE), or
+        only found (ARRIVED). A failure leaves Quantum as it was."""
+        existing = self._existing(vm_id, vnics)
+        if mode == wire.ARRIVED:
+            _write_note(self.config, vm_id, {})
+            missing = [v.mac for v in vnics if v.mac not in existing]
+            if missing:
+                raise QuantumError(f"VM {vm_id} has no port for vNIC {', '.join(missing)}")
+            return [Found(v.mac, existing[v.mac]["id"], False) for v in vnics]
+        binding = self.binding()
+        created, raced = self._create(vm_id, [v for v in vnics if v.mac not in existing], binding)
+        existing.update(created)
+        existing.update(raced)
+        before = migration_note(self.config, vm_id)
+        moved: Dict[str, str] = {}
+        try:
+            stale = [
+                existing[v.mac]
+                for v in vnics
+                if binding and existing[v.mac].get("binding:host_id") != self.host
+            ]
+            if mode == wire.MIGRATE:
+                note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
+                note.update({p["id"]: None for p in created.values()})
+                _write_note(self.config, vm_id, {**note, **before})
+            for port in stale:
+                self.client.update("ports", port["id"], **{"binding:host_id": self.host})
+                moved[port["id"]] = port.get("binding:host_id") or ""
+        except BaseException:
+            self._give_back(moved)
+            self._delete([p["id"] for p in created.values()])
+            _write_note(self.config, vm_id, before)
+            raise
+        return [Found(v.mac, existing[v.mac]["id"], v.mac in created) for v in vnics]
+
+    def _existing(self, vm_id: str, vnics: Sequence[wire.PortWanted]) -> Dict[str, Dict[str, Any]]:
+        existing = self.ports(vm_id)
+        for vnic in vnics:
+            port = existing.get(vnic.mac)
+            if port is not None and port.get("network_id") != vnic.network_id:
+                raise QuantumError(
+                    f"vNIC {vnic.mac} of VM {vm_id} already has port {port['id']} on network "
+                    f"{port.get('network_id')}, not on {vnic.network_id}: "
+                    f"qhook port delete --vm {vm_id} --mac {vnic.mac} removes it"
+                )
+        return {v.mac: existing[v.mac] for v in vnics if v.mac in existing}
+
+    def _create(
+        self, vm_id: str, vnics: Sequence[wire.PortWanted], binding: bool
+    ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
+        """Make the missing ports in one request: (made, found). The ports a concurrent run
+        made meanwhile (their MACs are taken) are found instead."""
+        if not vnics:
+            return {}, {}
+        extra: Dict[str, Any] = {"binding:host_id": self.host} if binding else {}
+        if self.project:
+            extra["project_id"] = self.project
+        items = [
+            {
+                "network_id": vnic.network_id,
+                "mac_address": vnic.mac,
+                "device_id": vm_id,
+                "device_owner": OWNER,
+                "name": port_name(vm_id, vnic.mac),
+                "admin_state_up": True,
+                **extra,
+            }
+            for vnic in vnics
+        ]
+        try:
+            made = (
+                [self.client.create("ports", **items[0])]
+                if len(items) == 1
+                else self.client.create_many("ports", items)
+            )
+        except QuantumError as error:
+            if error.kind != "MacAddressInUse":
+                raise
+            found = self._existing(vm_id, vnics)
+            if len(found) < len(vnics):
+                raise
+            return {}, found
+        return {str(port["mac_address"]).lower(): port for port in made}, {}
+
+    # -- the end of a VM here ------------------------------------------------------------
+    def release(self, vm_id: str, macs: Iterable[str]) -> None:
+        """The vNICs are gone from this host: delete their ports made on demand, or give
+        them back to the host they came from (a migration that failed); leave ports bound
+        elsewhere."""
+        wanted = set(macs)
+        note = migration_note(self.config, vm_id)
+        ports = self.ports(vm_id)
+        done: Set[str] = set()
+        doomed: List[str] = []
+        for mac, port in sorted(ports.items()):
+            if mac not in wanted or not made_on_demand(port):
+                continue
+            done.add(port["id"])
+            bound = port.get("binding:host_id") or ""
+            if port["id"] in note and note[port["id"]] is not None:
+                previous = str(note[port["id"]])
+                if bound != previous:
+                    self.client.update("ports", port["id"], **{"binding:host_id": previous})
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} given back to {previous or 'no host'}: "
+                    "the VM's migration here did not complete"
+                )
+            elif port["id"] in note or (self.binding() and bound in ("", self.host)):
+                doomed.append(port["id"])
+            elif self.binding():
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} left to {bound}, where the VM runs now"
+                )
+        self._delete(doomed, strict=True)
+        alive = {port["id"] for port in ports.values()}
+        _write_note(
+            self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
+        )
+
+    def _delete(self, port_ids: Sequence[str], strict: bool = False) -> None:
+        for port_id in port_ids:
+            try:
+                self.client.delete("ports", port_id)
+            except QuantumError:
+                if strict:
+                    raise
+
+    def _give_back(self, moved: Dict[str, str]) -> None:
+        """Undo binding changes, best effort (this run is failing already)."""
+        for port_id, host in moved.items():
+            with contextlib.suppress(QuantumError):
+                self.client.update("ports", port_id, **{"binding:host_id": host})
+
+    # -- qhook cleanup --quantum -----------------------------------------------------------
+    def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:
+        """Ports made on demand, bound to this host, whose VM has nothing plugged here, is
+        not arriving, and that no one changed for `grace` seconds."""
+        if not self.binding():
+            return []
+        busy = running | arriving_vms(self.config)
+        now = time.time()
+        return [
+            port
+            for port in self.client.list(
+                "ports", device_owner=OWNER, **{"binding:host_id": self.host}
+            )
+            if made_on_demand(port)
+            and port.get("binding:host_id") == self.host
+            and port.get("device_id") not in busy
+            and now - _timestamp(port.get("updated_at")) >= grace
+        ]
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch of Neutron's '2026-11-30T10:00:00Z'; 0 when unknown."""
+    try:
+        return float(calendar.timegm(time.strptime(str(value)[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0

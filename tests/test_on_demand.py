@@ -1,0 +1,329 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Ports on demand, with the real Neutron and its Open vSwitch agents: a vNIC profile names
+only the Quantum network; the hooks make the port, bind it to the agent's host, wait until
+the agent has wired it, rebind it on migration, and delete it when the VM is gone."""
+
+import os
+import re
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import hoststate
+import pytest
+from domains import quantum_vm, to_bytes
+from lxml import etree
+from netns_relay import socket_in
+from neutron_stack import AGENT_HOST, HOST_B
+
+from qhook.sandbox import OvsSandbox
+from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, holding_tap, hook_env, qhook_on_host
+
+PROJECT = uuid.uuid4().hex
+API = "http://127.0.0.1:9696"  # in each host's namespace (host B's through a relay)
+OWNER = "vdsm-hook-quantum"
+OVIRT = "{http://ovirt.org/vm/1.0}"
+
+
+@pytest.fixture(scope="module")
+def network(neutron):
+    """A Quantum network the agents can wire (VLAN 103 on physnet1)."""
+    body = {
+        "name": "Q_on_demand",
+        "project_id": PROJECT,
+        "provider:network_type": "vlan",
+        "provider:physical_network": "physnet1",
+        "provider:segmentation_id": 103,
+    }
+    created = neutron.api("POST", "/v2.0/networks", {"network": body})["network"]
+    yield created
+    for port in neutron.api("GET", f"/v2.0/ports?network_id={created['id']}")["ports"]:
+        neutron.api("DELETE", f"/v2.0/ports/{port['id']}")
+    neutron.api("DELETE", f"/v2.0/networks/{created['id']}")
+
+
+class Host:
+    """A hypervisor host: its Open vSwitch, its agent's host id, VDSM running the hooks."""
+
+    def __init__(self, directory: Path, ovs: OvsSandbox, agent: str, url: str = API):
+        self.ovs = ovs
+        self.agent = agent
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.settings = directory / "quantum-api.conf"
+        self.settings.write_text(f"[quantum]\nurl = {url}\nproject_id = {PROJECT}\ntimeout = 10\n")
+        os.chmod(self.settings, 0o600)  # only root may read Quantum's settings
+        self.state = directory / "state"
+        self.config = directory / "quantum.conf"
+        self.write_config()
+        self.vdsm = VdsmEmulator(
+            HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(self.config)}), wrapper=ovs.netns_exec
+        )
+
+    def write_config(self, budget: float = 20) -> None:
+        self.config.write_text(
+            f"[ovs]\nconnection = {self.ovs.connection}\ntimeout = 5\n"
+            "[wiring]\ntimeout = 60\non_timeout = fail\n"
+            f"[host]\nagent_host = {self.agent}\nstate_dir = {self.state}\n"
+            f"[on_demand]\nsettings = {self.settings}\ntimeout = {budget:g}\n"
+        )
+
+    def run(self, point: str, data: bytes, vm_id: str, **properties: str):
+        return self.vdsm.run_point(point, data, properties, vm_id=vm_id)
+
+
+def _vm(network_id: str, count: int = 1) -> Tuple[bytes, str, List[str]]:
+    """A VM whose vNICs carry only plugin and q_network_id, with MACs of its own."""
+    vm_id = str(uuid.uuid4())
+    macs = [f"02:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}:00:01" for i in range(count)]
+    vnics = [{"plugin": "openvswitch", "q_network_id": network_id} for _ in macs]
+    domain = to_bytes(quantum_vm(vnics, vm_uuid=vm_id))
+    for index, mac in enumerate(macs):
+        domain = domain.replace(f"02:00:00:00:{index + 1:02x}:01".encode(), mac.encode())
+    return domain, vm_id, macs
+
+
+def _ports(neutron, vm_id: str) -> Dict[str, Dict]:
+    """The VM's Neutron ports by MAC."""
+    found = neutron.api("GET", f"/v2.0/ports?device_id={vm_id}")["ports"]
+    return {port["mac_address"]: port for port in found}
+
+
+def _wait_for(what, ready, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def _tag(ovs: OvsSandbox, tap: str) -> str:
+    return ovs.vsctl("get", "Port", tap, "tag").strip()
+
+
+def test_the_hooks_make_bind_and_wire_the_port_and_delete_it(neutron, network, tmp_path):
+    host = Host(tmp_path, neutron.ovs, AGENT_HOST)
+    domain, vm_id, (mac,) = _vm(network["id"])
+
+    began = time.monotonic()
+    started = host.vdsm.start_vm(domain)
+    took = time.monotonic() - began
+    assert started.runs[-1].stderr == ""
+    (port,) = _ports(neutron, vm_id).values()
+    assert port["mac_address"] == mac and port["network_id"] == network["id"]
+    assert port["device_owner"] == OWNER and port["name"].startswith("qhook-on-demand-")
+    assert (port["binding:host_id"], port["binding:vif_type"]) == (AGENT_HOST, "ovs")
+    tap = "tap" + port["id"][:11]
+    assert f'<target dev="{tap}" managed="no"/>' in started.domain_xml.decode()
+    # Wired by the agent when the hook returned: the wait covers ports on demand too.
+    assert _tag(neutron.ovs, tap) not in ("[]", "4095")
+    assert hoststate.ovs_interfaces(neutron.ovs)[tap]["external_ids"]["iface-id"] == port["id"]
+    _wait_for(
+        "the port never became ACTIVE", lambda: _ports(neutron, vm_id)[mac]["status"] == "ACTIVE"
+    )
+    print(f"start with a port on demand to wired: {took:.2f} s")
+
+    # A retried start finds the port it made: one port, not two.
+    again = host.vdsm.start_vm(domain)
+    assert again.runs[-1].stderr == "" and again.domain_xml == started.domain_xml
+    assert [p["id"] for p in _ports(neutron, vm_id).values()] == [port["id"]]
+
+    stopped = host.vdsm.destroy_vm(started.domain_xml)
+    assert (stopped.failed, stopped.stderr) == (False, "")
+    assert _ports(neutron, vm_id) == {}
+    assert tap not in hoststate.ovs_interfaces(neutron.ovs)
+    assert tap not in hoststate.links(neutron.ovs)
+
+
+def test_a_port_given_by_id_is_never_deleted_and_hotplug_makes_its_own(neutron, network, tmp_path):
+    host = Host(tmp_path, neutron.ovs, AGENT_HOST)
+    domain, vm_id, macs = _vm(network["id"], 2)
+    given = neutron.api(
+        "POST",
+        "/v2.0/ports",
+        {
+            "port": {
+                "network_id": network["id"],
+                "project_id": PROJECT,
+                "mac_address": macs[1],
+                "device_id": vm_id,
+                "device_owner": OWNER,
+                "binding:host_id": AGENT_HOST,
+            }
+        },
+    )["port"]
+    domain = _with_port_id(domain, macs[1], given["id"])
+    started = host.vdsm.start_vm(domain)
+    assert started.runs[-1].stderr == ""
+    ports = _ports(neutron, vm_id)
+    assert set(ports) == set(macs) and ports[macs[1]]["id"] == given["id"]
+
+    # A vNIC hot-plugged from a profile that names only the network gets its own port.
+    hot_mac = f"02:{secrets.token_hex(1)}:00:aa:bb:cc"
+    device = (
+        f'<interface type="bridge"><mac address="{hot_mac}"/><model type="virtio"/>'
+        '<source bridge="Q_on_demand"/></interface>'
+    ).encode()
+    props = {"plugin": "openvswitch", "q_network_id": network["id"]}
+    plugged = host.run("before_nic_hotplug", device, vm_id, **props)
+    assert (plugged.failed, plugged.stderr) == (False, "")
+    hot = _ports(neutron, vm_id)[hot_mac]
+    assert f'dev="tap{hot["id"][:11]}"' in plugged.data_out.decode()
+    unplugged = host.run("after_nic_hotunplug", plugged.data_out, vm_id, **props)
+    assert (unplugged.failed, unplugged.stderr) == (False, "")
+    assert hot_mac not in _ports(neutron, vm_id)
+
+    stopped = host.vdsm.destroy_vm(started.domain_xml)
+    assert (stopped.failed, stopped.stderr) == (False, "")
+    # The port made on demand is gone; the one given by id stays, as the engine made it.
+    assert list(_ports(neutron, vm_id)) == [macs[1]]
+    neutron.api("DELETE", f"/v2.0/ports/{given['id']}")
+
+
+def _with_port_id(domain: bytes, mac: str, port_id: str) -> bytes:
+    """The domain with q_port_id added to one vNIC's properties: its port made explicit."""
+    root = etree.fromstring(domain)
+    (device,) = [d for d in root.iter(f"{OVIRT}device") if d.get("mac_address") == mac]
+    etree.SubElement(device.find(f"{OVIRT}custom"), f"{OVIRT}q_port_id").text = port_id
+    return etree.tostring(root)
+
+
+def _nothing_of(neutron, host: Host, vm_id: str) -> None:
+    assert _ports(neutron, vm_id) == {}
+    ours = [
+        n
+        for n, row in hoststate.ovs_interfaces(host.ovs).items()
+        if row["external_ids"].get("vm-uuid") == vm_id
+    ]
+    assert ours == []
+
+
+def test_quantum_down_or_mute_at_start_fails_cleanly(neutron, network, tmp_path):
+    down = Host(tmp_path / "down", neutron.ovs, AGENT_HOST, url="http://127.0.0.1:1")
+    domain, vm_id, _ = _vm(network["id"])
+    links = set(hoststate.links(neutron.ovs))
+    with pytest.raises(HookFailed) as failed:
+        down.vdsm.start_vm(domain)
+    assert error_lines(failed.value.run.stderr) == [
+        f"{ERROR_PREFIX}before_vm_start: cannot reach Quantum at http://127.0.0.1:1: "
+        "[Errno 111] Connection refused"
+    ]
+    _nothing_of(neutron, down, vm_id)
+    assert set(hoststate.links(neutron.ovs)) == links
+
+    # A server that takes the connection and never answers: the hook ends within its budget.
+    mute = socket_in(neutron.ovs.name)
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    try:
+        slow = Host(
+            tmp_path / "slow",
+            neutron.ovs,
+            AGENT_HOST,
+            url=f"http://127.0.0.1:{mute.getsockname()[1]}",
+        )
+        slow.write_config(budget=2)
+        began = time.monotonic()
+        with pytest.raises(HookFailed) as failed:
+            slow.vdsm.start_vm(domain)
+        took = time.monotonic() - began
+    finally:
+        mute.close()
+    (line,) = error_lines(failed.value.run.stderr)
+    assert line.startswith(f"{ERROR_PREFIX}before_vm_start: Quantum at http://127.0.0.1:")
+    assert re.search(r"gave no answer within (2|1\.9\d*) s$", line), line
+    assert took < 2 + 5, took
+    _nothing_of(neutron, slow, vm_id)
+
+
+def test_quantum_down_at_destroy_unplugs_and_cleanup_deletes_the_orphan(neutron, network, tmp_path):
+    host = Host(tmp_path / "up", neutron.ovs, AGENT_HOST)
+    down = Host(tmp_path / "down", neutron.ovs, AGENT_HOST, url="http://127.0.0.1:1")
+    domain, vm_id, (mac,) = _vm(network["id"])
+    started = host.vdsm.start_vm(domain)
+    port = _ports(neutron, vm_id)[mac]
+    tap = "tap" + port["id"][:11]
+    running, running_id, _ = _vm(network["id"])
+    other = host.vdsm.start_vm(running)  # a VM that keeps running here
+
+    stopped = down.vdsm.destroy_vm(started.domain_xml)
+    assert not stopped.failed
+    (warning,) = stopped.stderr.splitlines()
+    assert warning.startswith(
+        f"vdsm-hook-quantum: warning: after_vm_destroy: the ports of vNIC {mac} stay in Quantum "
+        "(cannot reach Quantum at http://127.0.0.1:1"
+    ), warning
+    assert warning.endswith("qhook cleanup --quantum deletes them later")
+    assert tap not in hoststate.ovs_interfaces(neutron.ovs) and tap not in hoststate.links(
+        neutron.ovs
+    )
+    assert _ports(neutron, vm_id)[mac]["id"] == port["id"]  # the orphan
+
+    (running_port,) = _ports(neutron, running_id).values()
+    with holding_tap(neutron.ovs.netns_exec, "tap" + running_port["id"][:11]):
+        dry = qhook_on_host(
+            neutron.ovs.netns_exec, host.config, "cleanup", "--quantum", "--grace", "0", "--dry-run"
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert f"would delete Quantum port {port['id']}" in dry.stdout
+        assert _ports(neutron, vm_id)
+        done = qhook_on_host(
+            neutron.ovs.netns_exec, host.config, "cleanup", "--quantum", "--grace", "0"
+        )
+        assert done.returncode == 0, done.stderr
+        assert (
+            f"deleted Quantum port {port['id']} (VM {vm_id} has nothing plugged on {AGENT_HOST})"
+            in done.stdout
+        )
+        assert _ports(neutron, vm_id) == {}
+        assert len(_ports(neutron, running_id)) == 1  # the running VM's port stays
+    assert not host.vdsm.destroy_vm(other.domain_xml).failed
+    assert _ports(neutron, running_id) == {}
+
+
+def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
+    neutron, network, host_b, tmp_path
+):
+    source = Host(tmp_path / "a", neutron.ovs, AGENT_HOST)
+    destination = Host(tmp_path / "b", host_b.ovs, HOST_B)
+    domain, vm_id, (mac,) = _vm(network["id"])
+    started = source.vdsm.start_vm(domain)
+    port = _ports(neutron, vm_id)[mac]
+    tap = "tap" + port["id"][:11]
+    assert port["binding:host_id"] == AGENT_HOST
+
+    # A migration that fails: the destination gives the port back when the VM is gone there.
+    incoming = destination.run("before_vm_migrate_destination", started.domain_xml, vm_id)
+    assert (incoming.failed, incoming.stderr) == (False, "")
+    moved = _ports(neutron, vm_id)[mac]
+    assert (moved["binding:host_id"], moved["binding:vif_type"]) == (HOST_B, "ovs")
+    assert _tag(host_b.ovs, tap) not in ("[]", "4095")  # wired by agent B before QEMU came
+    failed = destination.run("after_vm_destroy", started.domain_xml, vm_id)
+    assert not failed.failed
+    assert "the VM's migration here did not complete" in failed.stderr
+    assert _ports(neutron, vm_id)[mac]["binding:host_id"] == AGENT_HOST
+    assert tap not in hoststate.links(host_b.ovs)
+    assert list(destination.state.glob("*")) == []
+
+    # A migration that completes: the port ends bound to the destination, where it stays
+    # when the source destroys its side.
+    incoming = destination.run("before_vm_migrate_destination", started.domain_xml, vm_id)
+    assert (incoming.failed, incoming.stderr) == (False, "")
+    arrived = destination.run("after_vm_migrate_destination", started.domain_xml, vm_id)
+    assert (arrived.failed, arrived.stderr) == (False, "")
+    assert list(destination.state.glob("*")) == []
+    left = source.run("after_vm_destroy", started.domain_xml, vm_id)
+    assert not left.failed
+    assert f"port {port['id']} of vNIC {mac} left to {HOST_B}, where the VM runs now" in left.stderr
+    assert tap not in hoststate.links(neutron.ovs)
+    assert _ports(neutron, vm_id)[mac]["binding:host_id"] == HOST_B
+    _wait_for(
+        "Neutron never reported the port ACTIVE on host B",
+        lambda: _ports(neutron, vm_id)[mac]["status"] == "ACTIVE",
+    )
+
+    stopped = destination.run("after_vm_destroy", started.domain_xml, vm_id)
+    assert (stopped.failed, stopped.stderr) == (False, "")
+    assert _ports(neutron, vm_id) == {}
