@@ -149,6 +149,8 @@ def _on_timeout(value: str) -> OnTimeout:
 
 
 def _host_name(value: str) -> str:
+    if value == "":
+        return value  # not set: Open vSwitch's hostname, else the host name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", value):
         raise ValueError("expected a host name (letters, digits, '_', '.' and '-')")
     return value

@@ -312,6 +312,15 @@ def vnic_properties(
     return properties
 
 
+def profile_properties(network: Dict[str, Any], plugin: Plugin) -> Dict[str, str]:
+    """The custom properties of a vNIC profile for the network, with ports on demand:
+    every vNIC of the profile gets its own port from the host it starts on."""
+    properties = {"plugin": plugin.value, "q_network_id": network["id"]}
+    if network.get("mtu"):
+        properties[MTU] = str(network["mtu"])
+    return properties
+
+
 def engine_form(properties: Dict[str, str]) -> str:
     """The engine's key=value;key=value form of custom properties."""
     return ";".join(f"{key}={value}" for key, value in properties.items())

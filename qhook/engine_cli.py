@@ -126,6 +126,16 @@ def _network_list(args, client, settings) -> Any:
     return {"networks": networks}
 
 
+def _network_profile(args, client, settings) -> Any:
+    from qhook.engine import engine_form, plugin_named, profile_properties, the_network
+
+    plugin = plugin_named(args.plugin)
+    properties = profile_properties(the_network(client, args.name), plugin)
+    if not args.json:
+        print(engine_form(properties))
+    return {"properties": properties, "custom_properties": engine_form(properties)}
+
+
 def _network_show(args, client, settings) -> Any:
     from qhook.engine import OWNER, the_network
 
@@ -324,6 +334,18 @@ def add_commands(commands) -> None:
     _action(actions, "list", _network_list, "list the networks named Q_<name>")
     show = _action(actions, "show", _network_show, "show a network, its subnets and vNIC ports")
     show.add_argument("name")
+    profile = _action(
+        actions,
+        "profile",
+        _network_profile,
+        "print the custom properties of a vNIC profile for the network (ports on demand)",
+    )
+    profile.add_argument("name")
+    profile.add_argument(
+        "--plugin",
+        default="openvswitch",
+        help="how hosts plug it: openvswitch (default), linuxbridge, ovn",
+    )
 
     port = commands.add_parser(
         "port",

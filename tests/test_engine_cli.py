@@ -99,6 +99,12 @@ def test_network_create_is_idempotent_and_delete_tolerates_gone(qhook, net_name,
     assert any(line.split()[:2] == [net_name, network["id"]] for line in listed.stdout.splitlines())
     shown = qhook("network", "show", net_name)
     assert f"10.9.0.0/24 {first['subnet']['id']} dhcp" in shown.stdout
+    # A vNIC profile for the network: ports on demand, with the network's MTU.
+    profile = qhook("network", "profile", net_name, "--plugin", "ovn")
+    assert (profile.returncode, profile.stdout) == (
+        0,
+        f"plugin=ovn;q_network_id={network['id']};mtu=1400\n",
+    )
     differs = qhook("network", "create", net_name, "--segmentation-id", "151")
     assert differs.returncode == 1
     assert "provider:segmentation_id is 150, not 151" in differs.stderr

@@ -3,17 +3,24 @@
 only the Quantum network; the hooks make the port, bind it to the agent's host, wait until
 the agent has wired it, rebind it on migration, and delete it when the VM is gone."""
 
+import contextlib
+import http.server
+import json
 import os
 import re
 import secrets
+import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import hoststate
 import pytest
+from daemons import unix_http
 from domains import quantum_vm, to_bytes
+from installed_host import emulator_as_vdsm, installed_host
 from lxml import etree
 from netns_relay import socket_in
 from neutron_stack import AGENT_HOST, HOST_B
@@ -63,10 +70,10 @@ class Host:
             HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(self.config)}), wrapper=ovs.netns_exec
         )
 
-    def write_config(self, budget: float = 20) -> None:
+    def write_config(self, budget: float = 20, wait: bool = True) -> None:
         self.config.write_text(
             f"[ovs]\nconnection = {self.ovs.connection}\ntimeout = 5\n"
-            "[wiring]\ntimeout = 60\non_timeout = fail\n"
+            f"[wiring]\nwait = {'yes' if wait else 'no'}\ntimeout = 60\non_timeout = fail\n"
             f"[host]\nagent_host = {self.agent}\nstate_dir = {self.state}\n"
             f"[on_demand]\nsettings = {self.settings}\ntimeout = {budget:g}\n"
         )
@@ -327,3 +334,102 @@ def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
     stopped = destination.run("after_vm_destroy", started.domain_xml, vm_id)
     assert (stopped.failed, stopped.stderr) == (False, "")
     assert _ports(neutron, vm_id) == {}
+
+
+class _HideBinding(http.server.BaseHTTPRequestHandler):
+    """Relays to the real API, but its list of extensions lacks port binding."""
+
+    def _relay(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        status, _, answer = unix_http(self.server.api_sock, self.command, self.path, body)
+        if self.path.startswith("/v2.0/extensions") and status == 200:
+            answer["extensions"] = [e for e in answer["extensions"] if e["alias"] != "binding"]
+        data = b"" if answer is None else json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _without_binding(neutron) -> Iterator[str]:
+    """The real API, minus the binding extension, at a 127.0.0.1 URL of the stack's netns."""
+    listener = socket_in(neutron.ovs.name)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HideBinding, False)
+    server.socket.close()
+    server.socket = listener
+    server.api_sock = neutron.dir / "api.sock"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_without_port_binding_still_works(neutron, network, tmp_path):
+    domain, vm_id, (mac,) = _vm(network["id"])
+    with _without_binding(neutron) as url:
+        host = Host(tmp_path, neutron.ovs, AGENT_HOST, url=url)
+        host.write_config(wait=False)  # nothing binds the port: no agent wires it
+        started = host.vdsm.start_vm(domain)
+        (warning,) = started.runs[-1].stderr.splitlines()
+        assert warning.startswith(
+            f"vdsm-hook-quantum: warning: before_vm_start: Quantum at {url} has no port binding "
+            f"(extension binding): ports are not bound to {AGENT_HOST}"
+        ), warning
+        port = _ports(neutron, vm_id)[mac]
+        assert port["binding:host_id"] == "" and port["name"].startswith("qhook-on-demand-")
+        tap = "tap" + port["id"][:11]
+        assert hoststate.ovs_interfaces(neutron.ovs)[tap]["external_ids"]["iface-id"] == port["id"]
+
+        stopped = host.vdsm.destroy_vm(started.domain_xml)
+        assert not stopped.failed and "has no port binding" in stopped.stderr
+        assert tap not in hoststate.ovs_interfaces(neutron.ovs)
+        assert _ports(neutron, vm_id)[mac]["id"] == port["id"]  # where the VM runs: unknown
+    neutron.api("DELETE", f"/v2.0/ports/{port['id']}")
+
+
+def test_through_sudo_as_vdsm_with_settings_only_root_can_read(neutron, network, tmp_path):
+    settings = tmp_path / "quantum-api.conf"
+    settings.write_text(f"[quantum]\nurl = {API}\nproject_id = {PROJECT}\n")
+    os.chmod(settings, 0o600)
+    host = f"agent_host = {AGENT_HOST}\nstate_dir = {tmp_path}/state\n"
+    with installed_host(
+        neutron.ovs.connection, host, f"[on_demand]\nsettings = {settings}\n"
+    ) as installed:
+        vdsm = emulator_as_vdsm(installed, neutron.ovs.netns_exec)
+        peek = subprocess.run(
+            ["runuser", "-u", "vdsm", "--", "cat", str(settings)], capture_output=True, check=False
+        )
+        assert peek.returncode != 0 and peek.stdout == b""  # the hooks never see it
+
+        domain, vm_id, (mac,) = _vm(network["id"])
+        started = vdsm.start_vm(domain, data_dir=str(installed.data))
+        assert started.runs[-1].stderr == ""
+        port = _ports(neutron, vm_id)[mac]
+        assert port["binding:host_id"] == AGENT_HOST
+        assert "tap" + port["id"][:11] in hoststate.links(neutron.ovs)
+        stopped = vdsm.destroy_vm(started.domain_xml, data_dir=str(installed.data))
+        assert (stopped.failed, stopped.stderr) == (False, "")
+        assert _ports(neutron, vm_id) == {}
+
+        os.chmod(settings, 0o644)
+        with pytest.raises(HookFailed) as failed:
+            vdsm.start_vm(domain, data_dir=str(installed.data))
+        assert error_lines(failed.value.run.stderr) == [
+            f"{ERROR_PREFIX}before_vm_start: ports on demand need [on_demand] settings: "
+            f"{settings} holds credentials but others can read it: "
+            f"chown root:root {settings} && chmod 0600 {settings}"
+        ]
+        assert _ports(neutron, vm_id) == {}

@@ -231,7 +231,7 @@ def test_rpm_installs_package_and_launcher(file_modes):
 def test_rpm_requires_python_lxml_and_vdsm(rpms):
     release = query(rpms[NAME], "--qf", "%{VERSION}-%{RELEASE}")
     exact = f"{LIBRARY} = {release}"
-    assert {exact, "vdsm", "sudo"} <= set(requires_of(rpms[NAME]))
+    assert {exact, "vdsm", "sudo", "python3-requests"} <= set(requires_of(rpms[NAME]))
     assert {"python3", "python3-lxml"} <= set(requires_of(rpms[LIBRARY]))
     assert {exact, "python3-requests"} <= set(requires_of(rpms[ENGINE]))
     assert "vdsm" not in requires_of(rpms[ENGINE]) + requires_of(rpms[LIBRARY])
@@ -334,7 +334,7 @@ def test_the_shipped_configuration_documents_every_setting_and_changes_none(tmp_
     shipped = (REPO / "packaging" / "quantum.conf").read_text()
     config, warnings = load_config({"QHOOK_CONFIG": str(REPO / "packaging" / "quantum.conf")})
     assert warnings == [] and config.ovs == Config().ovs and config.wiring == Config().wiring
-    assert config.host == Config().host
+    assert config.host == Config().host and config.on_demand == Config().on_demand
     for section, keys in _SECTIONS.items():
         assert f"[{section}]" in shipped
         for key in keys:
@@ -344,10 +344,11 @@ def test_the_shipped_configuration_documents_every_setting_and_changes_none(tmp_
     uncommented.write_text(re.sub(r"^#(\w+ = )", r"\1", shipped, flags=re.M))
     loaded, warnings = load_config({"QHOOK_CONFIG": str(uncommented)})
     assert warnings == []
-    assert (loaded.ovs, loaded.wiring, loaded.host) == (
+    assert (loaded.ovs, loaded.wiring, loaded.host, loaded.on_demand) == (
         Config().ovs,
         Config().wiring,
         Config().host,
+        Config().on_demand,
     )
 
 
@@ -365,6 +366,17 @@ def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_
     done = qhook_command(env, "network", "list", timeout=60)
     assert done.returncode == 2
     assert "Quantum with auth noauth needs url (OS_NETWORK_URL)" in done.stderr
+
+
+def test_the_host_package_ships_the_quantum_settings_for_root_alone(rpms, file_modes, extracted):
+    from qhook.config import OnDemandConfig
+
+    path = OnDemandConfig().settings
+    assert file_modes.get(path) == "-rw-------"
+    assert path in query(rpms[NAME], "-c").split()
+    assert (extracted / path.lstrip("/")).read_text() == (
+        REPO / "packaging" / "engine.conf"
+    ).read_text()
 
 
 def test_rpmlint(rpms):

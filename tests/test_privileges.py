@@ -9,94 +9,26 @@ tree's helper path, and everything runs inside the Open vSwitch sandbox's netns.
 import json
 import os
 import pwd
-import secrets
-import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import hoststate
 import pytest
 from domains import quantum_vm, seed_properties, to_bytes
+from installed_host import emulator_as_vdsm, installed_host
 
-from qhook import hookscripts
-from qhook.lifecycle import HOOK_POINTS
-from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from qhook.vdsm_emulator import HookFailed
 from tools import ERROR_PREFIX, REPO, error_lines, hook_env, require_tool
-
-PACKAGED_HELPER = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _helper_script(site: Path) -> str:
-    return (
-        f"#!{SYSTEM_PYTHON} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
-        "from qhook.privileged import main\nsys.exit(main())\n"
-    )
 
 
 @pytest.fixture(scope="module")
 def installed(ovs):
-    for tool in ("sudo", "visudo", "runuser"):
-        require_tool(tool)
-    try:
-        vdsm_user = pwd.getpwnam("vdsm")
-    except KeyError:
-        pytest.fail("the user vdsm must exist (tools/bootstrap adds it)")
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import lxml"], capture_output=True, check=False)
-    assert probe.returncode == 0, "the system python3 needs lxml (python3-lxml)"
-    root = Path(tempfile.mkdtemp(prefix="qhook-host-"))
-    os.chmod(root, 0o755)
-    site = root / "site"
-    shutil.copytree(REPO / "qhook", site / "qhook", ignore=shutil.ignore_patterns("__pycache__"))
-    hookscripts.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
-    helper = root / "libexec" / "qhook-privileged"
-    helper.parent.mkdir()
-    helper.write_text(_helper_script(site))
-    helper.chmod(0o755)
-    unlisted = root / "libexec" / "not-in-sudoers"
-    unlisted.write_text(_helper_script(site))
-    unlisted.chmod(0o755)
-    (root / "etc").mkdir()
-    config = root / "etc" / "quantum.conf"
-    config.write_text(
-        f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\n[host]\nhelper = {helper}\n"
-        "[wiring]\nwait = no\n"
-    )
-    config.chmod(0o644)
-    data = root / "data"
-    data.mkdir()
-    os.chown(data, vdsm_user.pw_uid, vdsm_user.pw_gid)
-    rule = (REPO / "packaging" / "sudoers").read_text().replace(PACKAGED_HELPER, str(helper))
-    staged = root / "sudoers"
-    staged.write_text(rule)
-    checked = subprocess.run(["visudo", "-cf", str(staged)], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    sudoers = Path(f"/etc/sudoers.d/qhook-test-{os.getpid()}-{secrets.token_hex(3)}")
-    shutil.copy(staged, sudoers)
-    sudoers.chmod(0o440)
-    try:
-        yield SimpleNamespace(
-            root=root,
-            site=site,
-            hooks=root / "hooks",
-            helper=helper,
-            unlisted=unlisted,
-            config=config,
-            data=data,
-        )
-    finally:
-        sudoers.unlink()
-        shutil.rmtree(root)
+    with installed_host(ovs.connection) as host:
+        yield host
 
 
 def _emulator(installed, ovs, config=None):
-    env = hook_env(
-        {"QHOOK_CONFIG": str(config or installed.config), "PYTHONPATH": str(installed.site)}
-    )
-    return VdsmEmulator(installed.hooks, env, wrapper=ovs.netns_exec, run_as="vdsm")
+    return emulator_as_vdsm(installed, ovs.netns_exec, config)
 
 
 def _as_vdsm(ovs, *command, stdin=b""):

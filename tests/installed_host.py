@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The package "installed" into a temporary tree the way the RPM lays it out (system
+python3, hooks, helper, configuration), with the sudoers rule rendered from
+packaging/sudoers for that tree's helper: hooks run as `vdsm`, root work through sudo."""
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Sequence
+
+import pytest
+
+from qhook import hookscripts
+from qhook.lifecycle import HOOK_POINTS
+from qhook.vdsm_emulator import VdsmEmulator
+from tools import REPO, hook_env, require_tool
+
+PACKAGED_HELPER = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _helper_script(site: Path) -> str:
+    return (
+        f"#!{SYSTEM_PYTHON} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
+        "from qhook.privileged import main\nsys.exit(main())\n"
+    )
+
+
+@contextlib.contextmanager
+def installed_host(
+    connection: str, host_settings: str = "", extra_config: str = ""
+) -> Iterator[SimpleNamespace]:
+    """The installed tree, its configuration naming this Open vSwitch (host_settings go
+    into [host], extra_config after), and the sudoers rule in place until the end."""
+    for tool in ("sudo", "visudo", "runuser"):
+        require_tool(tool)
+    try:
+        vdsm_user = pwd.getpwnam("vdsm")
+    except KeyError:
+        pytest.fail("the user vdsm must exist (tools/bootstrap adds it)")
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import lxml, requests"], capture_output=True, check=False
+    )
+    assert probe.returncode == 0, "the system python3 needs python3-lxml and python3-requests"
+    root = Path(tempfile.mkdtemp(prefix="qhook-host-"))
+    os.chmod(root, 0o755)
+    site = root / "site"
+    shutil.copytree(REPO / "qhook", site / "qhook", ignore=shutil.ignore_patterns("__pycache__"))
+    hookscripts.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
+    helper = root / "libexec" / "qhook-privileged"
+    helper.parent.mkdir()
+    helper.write_text(_helper_script(site))
+    helper.chmod(0o755)
+    unlisted = root / "libexec" / "not-in-sudoers"
+    unlisted.write_text(_helper_script(site))
+    unlisted.chmod(0o755)
+    (root / "etc").mkdir()
+    config = root / "etc" / "quantum.conf"
+    config.write_text(
+        f"[ovs]\nconnection = {connection}\ntimeout = 5\n[host]\nhelper = {helper}\n"
+        f"{host_settings}[wiring]\nwait = no\n{extra_config}"
+    )
+    config.chmod(0o644)
+    data = root / "data"
+    data.mkdir()
+    os.chown(data, vdsm_user.pw_uid, vdsm_user.pw_gid)
+    rule = (REPO / "packaging" / "sudoers").read_text().replace(PACKAGED_HELPER, str(helper))
+    staged = root / "sudoers"
+    staged.write_text(rule)
+    checked = subprocess.run(["visudo", "-cf", str(staged)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    sudoers = Path(f"/etc/sudoers.d/qhook-test-{os.getpid()}-{secrets.token_hex(3)}")
+    shutil.copy(staged, sudoers)
+    sudoers.chmod(0o440)
+    try:
+        yield SimpleNamespace(
+            root=root,
+            site=site,
+            hooks=root / "hooks",
+            helper=helper,
+            unlisted=unlisted,
+            config=config,
+            data=data,
+        )
+    finally:
+        sudoers.unlink()
+        shutil.rmtree(root)
+
+
+def emulator_as_vdsm(installed: SimpleNamespace, wrapper: Sequence[str], config=None):
+    """VDSM running the installed tree's hooks as vdsm, inside `wrapper` (a netns)."""
+    env = hook_env(
+        {"QHOOK_CONFIG": str(config or installed.config), "PYTHONPATH": str(installed.site)}
+    )
+    return VdsmEmulator(installed.hooks, env, wrapper=wrapper, run_as="vdsm")
