@@ -35,6 +35,7 @@ from qhook.trust import root_only
 OWNER = PROGRAM
 ON_DEMAND_PREFIX = "qhook-on-demand-"
 BINDING = "binding"  # the port binding extension: binding:host_id
+EXTENSIONS_KEPT = 3600  # seconds a server's answer about port binding is trusted
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,28 @@ def _write_note(config: Config, vm_id: str, note: Dict[str, Optional[str]]) -> N
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+    _write_json(path, note)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Replace a file of root's notes at once (a reader sees the old or the new)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
     with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
-        json.dump(note, stream)
+        json.dump(value, stream)
     os.replace(temporary, path)
+
+
+def _extensions_path(config: Config) -> Path:
+    return Path(config.host.state_dir) / "extensions.json"
+
+
+def _remember(config: Config, url: str, binding: bool) -> None:
+    """Note what the server said of port binding, for the runs that follow."""
+    with contextlib.suppress(OSError):
+        _write_json(
+            _extensions_path(config), {"url": url, "binding": binding, "checked": time.time()}
+        )
 
 
 def arriving_vms(config: Config) -> Set[str]:
@@ -88,7 +106,9 @@ def arriving_vms(config: Config) -> Set[str]:
     directory = Path(config.host.state_dir)
     if not directory.is_dir():
         return set()
-    return {path.stem[len("migrating-") :] for path in directory.glob("migrating-*.json")}
+    return {
+        path.name[len("migrating-") : -len(".json")] for path in directory.glob("migrating-*.json")
+    }
 
 
 # -- the exchange ----------------------------------------------------------------------
@@ -126,11 +146,19 @@ class Quantum:
         self.client.close()
 
     def binding(self) -> bool:
-        """Whether the server binds ports to hosts; asked once per run."""
+        """Whether the server binds ports to hosts: asked of its extensions once, then
+        remembered under [host] state_dir for EXTENSIONS_KEPT seconds."""
         if self._binding is None:
-            answer = self.client.request("GET", "extensions") or {}
-            aliases = {item.get("alias") for item in answer.get("extensions", [])}
-            self._binding = BINDING in aliases
+            self._binding = self._known_binding()
+            if self._binding is None:
+                try:
+                    self.client.request("GET", f"extensions/{BINDING}")
+                    self._binding = True
+                except QuantumError as error:
+                    if error.status != 404:
+                        raise
+                    self._binding = False
+                _remember(self.config, self.client.base_url(), self._binding)
             if not self._binding:
                 self.notes.append(
                     f"Quantum at {self.client.base_url()} has no port binding (extension "
@@ -138,6 +166,17 @@ class Quantum:
                     "are left (where the VM runs cannot be told); qhook port delete removes them"
                 )
         return self._binding
+
+    def _known_binding(self) -> Optional[bool]:
+        try:
+            known = json.loads(_extensions_path(self.config).read_text())
+            url, binding, when = known["url"], known["binding"], known["checked"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        fresh = 0 <= time.time() - float(when) < EXTENSIONS_KEPT
+        if url == self.client.base_url() and isinstance(binding, bool) and fresh:
+            return binding
+        return None
 
     def ports(self, vm_id: str) -> Dict[str, Dict[str, Any]]:
         """This package's ports of the VM, by MAC: one request."""

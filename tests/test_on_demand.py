@@ -307,12 +307,14 @@ def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
     moved = _ports(neutron, vm_id)[mac]
     assert (moved["binding:host_id"], moved["binding:vif_type"]) == (HOST_B, "ovs")
     assert _tag(host_b.ovs, tap) not in ("[]", "4095")  # wired by agent B before QEMU came
+    note = json.loads((destination.state / f"migrating-{vm_id}.json").read_text())
+    assert note == {port["id"]: AGENT_HOST}  # where the port goes back if this fails
     failed = destination.run("after_vm_destroy", started.domain_xml, vm_id)
     assert not failed.failed
     assert "the VM's migration here did not complete" in failed.stderr
     assert _ports(neutron, vm_id)[mac]["binding:host_id"] == AGENT_HOST
     assert tap not in hoststate.links(host_b.ovs)
-    assert list(destination.state.glob("*")) == []
+    assert list(destination.state.glob("migrating-*")) == []
 
     # A migration that completes: the port ends bound to the destination, where it stays
     # when the source destroys its side.
@@ -320,7 +322,7 @@ def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
     assert (incoming.failed, incoming.stderr) == (False, "")
     arrived = destination.run("after_vm_migrate_destination", started.domain_xml, vm_id)
     assert (arrived.failed, arrived.stderr) == (False, "")
-    assert list(destination.state.glob("*")) == []
+    assert list(destination.state.glob("migrating-*")) == []
     left = source.run("after_vm_destroy", started.domain_xml, vm_id)
     assert not left.failed
     assert f"port {port['id']} of vNIC {mac} left to {HOST_B}, where the VM runs now" in left.stderr
@@ -343,8 +345,11 @@ class _HideBinding(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         status, _, answer = unix_http(self.server.api_sock, self.command, self.path, body)
-        if self.path.startswith("/v2.0/extensions") and status == 200:
+        if self.path.split("?")[0] == "/v2.0/extensions" and status == 200:
             answer["extensions"] = [e for e in answer["extensions"] if e["alias"] != "binding"]
+        elif self.path.startswith("/v2.0/extensions/binding"):
+            message = "Extension with alias binding does not exist"
+            status, answer = 404, {"NeutronError": {"type": "HTTPNotFound", "message": message}}
         data = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
