@@ -83,6 +83,30 @@ def _bridge_select(bridge: str) -> Dict[str, Any]:
     }
 
 
+def _selects(where: List[Any]) -> List[Dict[str, Any]]:
+    """Select the Interface rows and the Port rows that match."""
+    return [
+        {"op": "select", "table": "Interface", "where": where, "columns": _INTERFACE_COLUMNS},
+        {"op": "select", "table": "Port", "where": where, "columns": _PORT_COLUMNS},
+    ]
+
+
+def _marked(
+    db: ovsdb.Ovsdb, also: Dict[str, str], bridge: Optional[str], what: str
+) -> List[PortRow]:
+    """The rows with our mark (and these other external_ids): two selects, however many
+    ports there are; raise if the bridge is given and missing."""
+    mark = {OWNER_KEY: OWNER_VALUE, **also}
+    operations = _selects([["external_ids", "includes", ovsdb.ovs_map(mark)]])
+    if bridge is not None:
+        operations.append(_bridge_select(bridge))
+    results = db.transact(operations, what)
+    if bridge is not None:
+        _check_bridge(bridge, results[2])
+    port_of = _ports_by_interface(results[1]["rows"])
+    return [_row(i["name"], i, port_of.get(i["_uuid"][1])) for i in results[0]["rows"]]
+
+
 def _check_bridge(bridge: Optional[str], result: Dict[str, Any]) -> None:
     if bridge is not None and not result["rows"]:
         raise QhookError(f"integration bridge {bridge} does not exist in Open vSwitch")
@@ -106,23 +130,7 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
     scanning its table: for the paths that must see foreign rows too."""
     operations: List[Dict[str, Any]] = []
     for name in names:
-        where = [["name", "==", name]]
-        operations.append(
-            {
-                "op": "select",
-                "table": "Interface",
-                "where": where,
-                "columns": _INTERFACE_COLUMNS,
-            }
-        )
-        operations.append(
-            {
-                "op": "select",
-                "table": "Port",
-                "where": where,
-                "columns": _PORT_COLUMNS,
-            }
-        )
+        operations += _selects([["name", "==", name]])
     if bridge is not None:
         operations.append(_bridge_select(bridge))
     results = db.transact(operations, "looking up ports") if operations else []
@@ -149,22 +157,9 @@ def find_ours(
     once per select, and one select per name would scan it once per name. A foreign row
     of such a name is not seen; `add` cannot take its name (the schema's unique index).
     Ports made before they carried the VM's id are looked up by name."""
-    mark = [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE, VM_KEY: vm_id})]]
-    operations = [
-        {"op": "select", "table": "Interface", "where": mark, "columns": _INTERFACE_COLUMNS},
-        {"op": "select", "table": "Port", "where": mark, "columns": _PORT_COLUMNS},
-    ]
-    if bridge is not None:
-        operations.append(_bridge_select(bridge))
-    results = db.transact(operations, "looking up the VM's ports")
-    if bridge is not None:
-        _check_bridge(bridge, results[2])
     wanted = set(names)
-    interfaces = {row["name"]: row for row in results[0]["rows"] if row["name"] in wanted}
-    port_of = _ports_by_interface(results[1]["rows"])
-    found = {
-        name: _row(name, row, port_of.get(row["_uuid"][1])) for name, row in interfaces.items()
-    }
+    marked = _marked(db, {VM_KEY: vm_id}, bridge, "looking up the VM's ports")
+    found = {row.name: row for row in marked if row.name in wanted}
     older = [row.name for row in found.values() if row.port_uuid is None]
     if older:
         found.update(find(db, older))
@@ -320,29 +315,4 @@ def ours(db: ovsdb.Ovsdb, bridge: Optional[str] = None) -> List[PortRow]:
     """Every Interface marked as ours, with its Port: two selects on our mark, however
     many ports there are (one select per name would make ovsdb-server scan the table
     once per port). Raise if the bridge is given and missing."""
-    mark = [["external_ids", "includes", ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE})]]
-    operations = [
-        {
-            "op": "select",
-            "table": "Interface",
-            "where": mark,
-            "columns": _INTERFACE_COLUMNS,
-        },
-        {
-            "op": "select",
-            "table": "Port",
-            "where": mark,
-            "columns": _PORT_COLUMNS,
-        },
-    ]
-    if bridge is not None:
-        operations.append(_bridge_select(bridge))
-    results = db.transact(operations, "listing our ports")
-    if bridge is not None:
-        _check_bridge(bridge, results[2])
-    port_of = _ports_by_interface(results[1]["rows"])
-    found = [
-        _row(interface["name"], interface, port_of.get(interface["_uuid"][1]))
-        for interface in results[0]["rows"]
-    ]
-    return sorted(found, key=lambda row: row.name)
+    return sorted(_marked(db, {}, bridge, "listing our ports"), key=lambda row: row.name)

@@ -91,6 +91,31 @@ class NeutronStack(DaemonGroup):
             raise RuntimeError(f"{method} {path}: {status} {str(data)[:1000]}")
         return data
 
+    def vlan_network(self, name: str, project: str, segment: int) -> Dict[str, Any]:
+        """A Quantum network the agents can wire: VLAN `segment` of physnet1."""
+        body = {
+            "name": name,
+            "project_id": project,
+            "provider:network_type": "vlan",
+            "provider:physical_network": "physnet1",
+            "provider:segmentation_id": segment,
+        }
+        return self.api("POST", "/v2.0/networks", {"network": body})["network"]
+
+    def bound_port(
+        self, network: Dict[str, Any], host: str, device_id: str, **extra: Any
+    ) -> Dict[str, Any]:
+        """A port of this package on the network, for a VM, bound to an agent's host."""
+        body = {
+            "network_id": network["id"],
+            "project_id": network["project_id"],
+            "binding:host_id": host,
+            "device_owner": "vdsm-hook-quantum",
+            "device_id": device_id,
+            **extra,
+        }
+        return self.api("POST", "/v2.0/ports", {"port": body})["port"]
+
     # -- configuration -----------------------------------------------------------
     def _neutron_conf(self, auth_strategy: str, transport: str, extra: str = "") -> str:
         state = self.dir / "state"

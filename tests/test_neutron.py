@@ -19,33 +19,9 @@ def _port_status(neutron, port_id):
 
 def test_start_returns_once_the_ovs_agent_has_wired_the_port(neutron, tmp_path):
     project = uuid.uuid4().hex
-    network = neutron.api(
-        "POST",
-        "/v2.0/networks",
-        {
-            "network": {
-                "name": "Q_web",
-                "project_id": project,
-                "provider:network_type": "vlan",
-                "provider:physical_network": "physnet1",
-                "provider:segmentation_id": 101,
-            }
-        },
-    )["network"]
+    network = neutron.vlan_network("Q_web", project, 101)
     vm_id = str(uuid.uuid4())
-    port = neutron.api(
-        "POST",
-        "/v2.0/ports",
-        {
-            "port": {
-                "network_id": network["id"],
-                "project_id": project,
-                "binding:host_id": AGENT_HOST,
-                "device_owner": "vdsm-hook-quantum",
-                "device_id": vm_id,
-            }
-        },
-    )["port"]
+    port = neutron.bound_port(network, AGENT_HOST, vm_id)
     assert port["binding:vif_type"] == "ovs" and port["status"] == "DOWN"
     domain = quantum_vm(
         [{"plugin": "openvswitch", "q_network_id": network["id"], "q_port_id": port["id"]}],

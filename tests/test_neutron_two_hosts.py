@@ -47,32 +47,8 @@ def test_a_port_is_wired_on_host_b_and_its_binding_moves_to_the_first_host(
     neutron, host_b: AgentHost
 ):
     project = uuid.uuid4().hex
-    network = neutron.api(
-        "POST",
-        "/v2.0/networks",
-        {
-            "network": {
-                "name": "Q_two_hosts",
-                "project_id": project,
-                "provider:network_type": "vlan",
-                "provider:physical_network": "physnet1",
-                "provider:segmentation_id": 102,
-            }
-        },
-    )["network"]
-    port = neutron.api(
-        "POST",
-        "/v2.0/ports",
-        {
-            "port": {
-                "network_id": network["id"],
-                "project_id": project,
-                "binding:host_id": HOST_B,
-                "device_owner": "vdsm-hook-quantum",
-                "device_id": str(uuid.uuid4()),
-            }
-        },
-    )["port"]
+    network = neutron.vlan_network("Q_two_hosts", project, 102)
+    port = neutron.bound_port(network, HOST_B, str(uuid.uuid4()))
     tap = "tap" + port["id"][:11]
     try:
         assert port["binding:vif_type"] == "ovs", port

@@ -38,14 +38,7 @@ OVIRT = "{http://ovirt.org/vm/1.0}"
 @pytest.fixture(scope="module")
 def network(neutron):
     """A Quantum network the agents can wire (VLAN 103 on physnet1)."""
-    body = {
-        "name": "Q_on_demand",
-        "project_id": PROJECT,
-        "provider:network_type": "vlan",
-        "provider:physical_network": "physnet1",
-        "provider:segmentation_id": 103,
-    }
-    created = neutron.api("POST", "/v2.0/networks", {"network": body})["network"]
+    created = neutron.vlan_network("Q_on_demand", PROJECT, 103)
     yield created
     for port in neutron.api("GET", f"/v2.0/ports?network_id={created['id']}")["ports"]:
         neutron.api("DELETE", f"/v2.0/ports/{port['id']}")
@@ -147,20 +140,7 @@ def test_the_hooks_make_bind_and_wire_the_port_and_delete_it(neutron, network, t
 def test_a_port_given_by_id_is_never_deleted_and_hotplug_makes_its_own(neutron, network, tmp_path):
     host = Host(tmp_path, neutron.ovs, AGENT_HOST)
     domain, vm_id, macs = _vm(network["id"], 2)
-    given = neutron.api(
-        "POST",
-        "/v2.0/ports",
-        {
-            "port": {
-                "network_id": network["id"],
-                "project_id": PROJECT,
-                "mac_address": macs[1],
-                "device_id": vm_id,
-                "device_owner": OWNER,
-                "binding:host_id": AGENT_HOST,
-            }
-        },
-    )["port"]
+    given = neutron.bound_port(network, AGENT_HOST, vm_id, mac_address=macs[1])
     domain = _with_port_id(domain, macs[1], given["id"])
     started = host.vdsm.start_vm(domain)
     assert started.runs[-1].stderr == ""
