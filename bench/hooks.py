@@ -32,7 +32,7 @@ from lxml import etree  # noqa: E402
 
 from qhook import ovsdb, ovsports  # noqa: E402
 from qhook.sandbox import OvsSandbox  # noqa: E402
-from tools import hook_env, qhook_on_host  # noqa: E402
+from tools import bench_env, qhook_on_host  # noqa: E402
 
 
 def _ms(values: List[float]) -> str:
@@ -208,7 +208,7 @@ def main() -> int:
         config.write_text(
             f"[ovs]\nconnection = {ovs.connection}\ntimeout = 60\n[wiring]\nwait = no\n"
         )
-        env = hook_env({"QHOOK_CONFIG": str(config)})
+        env = bench_env({"QHOOK_CONFIG": str(config)})
         floors = [_floor(ovs, env) for _ in range(args.runs)]
         floor = statistics.median(t for t, _ in floors)
         print(

@@ -7,8 +7,9 @@ after_vm_destroy when the vNICs carry explicit port ids (the ports made beforeha
 the engine's `qhook port create` does) and when they carry only the network (the host
 finds or makes, binds and, at the stop, deletes them). The wait for the agent is off, so
 the figures are the hooks' own. Neutron 29 (API, RPC server, Open vSwitch agent, MariaDB,
-RabbitMQ) runs in a private namespace, as in the tests; it needs the .venv-neutron of
-`tools/bootstrap --test`. Hooks run as root here (the helper's work in-process).
+RabbitMQ) runs in a private namespace, as in the tests, with as many API workers as this
+machine has cores (Neutron's default); it needs the .venv-neutron of `tools/bootstrap
+--test`. Hooks run as root here (the helper's work in-process).
 
 Run as root from the checkout: python3 bench/on_demand.py [--runs N]
 """
@@ -31,7 +32,7 @@ from domains import quantum_vm, to_bytes  # noqa: E402
 from neutron_stack import AGENT_HOST, NeutronStack  # noqa: E402
 
 from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
-from tools import HOOKS_DIR, hook_env  # noqa: E402
+from tools import HOOKS_DIR, bench_env  # noqa: E402
 
 API = "http://127.0.0.1:9696"
 
@@ -66,7 +67,9 @@ def main() -> int:
     args = parser.parse_args()
     venv = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))
     work = Path(tempfile.mkdtemp(prefix="qhook-bench-on-demand-"))
-    stack = NeutronStack(work / "neutron", venv, f"qhook-bench-nt-{os.getpid()}")
+    stack = NeutronStack(
+        work / "neutron", venv, f"qhook-bench-nt-{os.getpid()}", api_workers=os.cpu_count() or 1
+    )
     stack.start()
     try:
         project = uuid.uuid4().hex
@@ -82,7 +85,7 @@ def main() -> int:
             f"[on_demand]\nsettings = {settings}\n"
         )
         vdsm = VdsmEmulator(
-            HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=stack.ovs.netns_exec
+            HOOKS_DIR, bench_env({"QHOOK_CONFIG": str(config)}), wrapper=stack.ovs.netns_exec
         )
         for count in (1, 4, 16):
             figures: Dict[str, List[float]] = {}
@@ -105,7 +108,7 @@ def main() -> int:
                     figures.setdefault(f"before_vm_start, {form}", []).append(took)
                     took, _ = _timed(vdsm, "after_vm_destroy", started)
                     figures.setdefault(f"after_vm_destroy, {form}", []).append(took)
-                    for port_id in port_ids:
+                    for port_id in filter(None, port_ids):
                         stack.api("DELETE", f"/v2.0/ports/{port_id}")
             left = stack.api("GET", f"/v2.0/ports?network_id={network['id']}")["ports"]
             assert left == [], left  # every port on demand was deleted at the stop

@@ -23,7 +23,7 @@ from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 
 from qhook.sandbox import OvnSandbox, OvsSandbox  # noqa: E402
 from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
-from tools import hook_env  # noqa: E402
+from tools import bench_env  # noqa: E402
 
 ANCHOR_SECONDS = 15.0
 
@@ -39,7 +39,7 @@ def main() -> int:
         ovn.nbctl("ls-add", "tenant")
         config = work / "quantum.conf"
         config.write_text(f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 30\n")
-        env = hook_env({"QHOOK_CONFIG": str(config)})
+        env = bench_env({"QHOOK_CONFIG": str(config)})
         vdsm = VdsmEmulator(REPO / "hooks", env, wrapper=ovs.netns_exec)
         print(f"{'vNICs':>5}  {'median':>8}  {'min':>8}  {'max':>8}  {'anchor':>8}  ratio")
         for count in (1, 4):

@@ -142,11 +142,13 @@ def _cleanup(args: argparse.Namespace) -> int:
     if args.quantum:
         if not args.dry_run:
             entries, problem = inventory.survey(config, args.grace)
-        done, notes = inventory.clean_quantum(config, entries, args.grace, args.dry_run)
+        done, notes, complete = inventory.clean_quantum(config, entries, args.grace, args.dry_run)
         for line in done:
             print(line)
         for note in notes:
             sys.stderr.write(f"qhook: note: {note}\n")
+        if not complete:
+            return _fail("some Quantum ports could not be deleted (see above)")
     return 0
 
 

@@ -126,27 +126,32 @@ def in_use_here(config: Config, entries: List[Entry]) -> Tuple[Set[str], Set[str
 
 def clean_quantum(
     config: Config, entries: List[Entry], grace: float, dry_run: bool
-) -> Tuple[List[str], List[str]]:
+) -> Tuple[List[str], List[str], bool]:
     """Delete the ports on demand bound to this host that nothing here uses any more:
-    (what was or would be done, notes on what it cannot judge)."""
+    (what was or would be done, notes on what it cannot judge, whether all went)."""
     from qhook.ondemand import Quantum
 
     vms, ids = in_use_here(config, entries)
     taps = set(tap.names())
     done = []
     with Quantum(config) as quantum:
-        for port in quantum.orphans(vms, grace):
-            if port["id"] in ids or "tap" + port["id"][:11] in taps:
-                continue
-            if not dry_run:
-                quantum.client.delete("ports", port["id"])
-            done.append(
-                f"{'would delete' if dry_run else 'deleted'} Quantum port {port['id']} "
-                f"(VM {port.get('device_id')} has nothing plugged on {quantum.host})"
-            )
+        orphans = [
+            port
+            for port in quantum.orphans(vms, grace)
+            if port["id"] not in ids and "tap" + port["id"][:11] not in taps
+        ]
+        deleted = {} if dry_run else quantum.delete([port["id"] for port in orphans])
+        for port in orphans:
+            why = f"VM {port.get('device_id')} has nothing plugged on {quantum.host}"
+            if dry_run:
+                done.append(f"would delete Quantum port {port['id']} ({why})")
+            elif deleted[port["id"]]:
+                done.append(f"deleted Quantum port {port['id']} ({why})")
+            else:
+                done.append(f"could not delete Quantum port {port['id']}: {quantum.failure}")
         notes = [
             *quantum.notes,
             f"only ports made on demand and bound to {quantum.host} are judged here: those of "
             "other hosts are theirs, the engine's (qhook port create) are qhook port delete's",
         ]
-    return done, notes
+    return done, notes, all(deleted.values())

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from qhook import PROGRAM, wire
 from qhook.caps import CAPS_TIMEOUT, agent_host, switch_ids
@@ -36,6 +36,7 @@ OWNER = PROGRAM
 ON_DEMAND_PREFIX = "qhook-on-demand-"
 BINDING = "binding"  # the port binding extension: binding:host_id
 EXTENSIONS_KEPT = 3600  # seconds a server's answer about port binding is trusted
+CALLS_AT_ONCE = 4  # concurrent deletes or rebinds: one VM's, not a flood of the API
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Quantum:
         self.project = creates_need_project(settings)
         self.host = this_host(config)
         self.notes: List[str] = []
+        self.failure: Optional[QuantumError] = None  # the first of calls made at once
         self._binding: Optional[bool] = None
 
     def __enter__(self) -> "Quantum":
@@ -212,12 +214,14 @@ class Quantum:
                 note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
                 note.update({p["id"]: None for p in created.values()})
                 _write_note(self.config, vm_id, {**note, **before})
-            for port in stale:
-                self.client.update("ports", port["id"], **{"binding:host_id": self.host})
-                moved[port["id"]] = port.get("binding:host_id") or ""
+            self.failure = None
+            done = self._bind({port["id"]: self.host for port in stale})
+            moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if done[p["id"]]}
+            if self.failure is not None:
+                raise self.failure
         except BaseException:
             self._give_back(moved)
-            self._delete([p["id"] for p in created.values()])
+            self.delete([p["id"] for p in created.values()])
             _write_note(self.config, vm_id, before)
             raise
         return [Found(v.mac, existing[v.mac]["id"], v.mac in created) for v in vnics]
@@ -281,6 +285,7 @@ class Quantum:
         ports = self.ports(vm_id)
         done: Set[str] = set()
         doomed: List[str] = []
+        back: Dict[str, str] = {}
         for mac, port in sorted(ports.items()):
             if mac not in wanted or not made_on_demand(port):
                 continue
@@ -289,7 +294,7 @@ class Quantum:
             if port["id"] in note and note[port["id"]] is not None:
                 previous = str(note[port["id"]])
                 if bound != previous:
-                    self.client.update("ports", port["id"], **{"binding:host_id": previous})
+                    back[port["id"]] = previous
                 self.notes.append(
                     f"port {port['id']} of vNIC {mac} given back to {previous or 'no host'}: "
                     "the VM's migration here did not complete"
@@ -300,25 +305,51 @@ class Quantum:
                 self.notes.append(
                     f"port {port['id']} of vNIC {mac} left to {bound}, where the VM runs now"
                 )
-        self._delete(doomed, strict=True)
+        self.failure = None
+        self._bind(back)
+        self.delete(doomed)
+        if self.failure is not None:
+            raise self.failure
         alive = {port["id"] for port in ports.values()}
         _write_note(
             self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
         )
 
-    def _delete(self, port_ids: Sequence[str], strict: bool = False) -> None:
-        for port_id in port_ids:
+    def _at_once(self, call: Callable[[str, str], Any], work: Dict[str, str]) -> Dict[str, bool]:
+        """call(port id, value) for every item of `work`, CALLS_AT_ONCE at a time: Neutron
+        has no bulk delete or update, and takes ~80 ms for each. Whether each one went
+        through; the first failure is kept in self.failure."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(item: Tuple[str, str]) -> bool:
             try:
-                self.client.delete("ports", port_id)
-            except QuantumError:
-                if strict:
-                    raise
+                call(*item)
+            except QuantumError as error:
+                self.failure = self.failure or error
+                return False
+            return True
+
+        if not work:
+            return {}
+        with ThreadPoolExecutor(min(CALLS_AT_ONCE, len(work))) as pool:
+            return dict(zip(work, pool.map(one, work.items())))
+
+    def delete(self, port_ids: Sequence[str]) -> Dict[str, bool]:
+        """Delete ports; whether each one went through."""
+        return self._at_once(
+            lambda port_id, _: self.client.delete("ports", port_id), dict.fromkeys(port_ids, "")
+        )
+
+    def _bind(self, hosts: Dict[str, str]) -> Dict[str, bool]:
+        """Bind each port to its host: {port id: host}; whether each one went through."""
+        return self._at_once(
+            lambda port_id, host: self.client.update("ports", port_id, **{"binding:host_id": host}),
+            hosts,
+        )
 
     def _give_back(self, moved: Dict[str, str]) -> None:
         """Undo binding changes, best effort (this run is failing already)."""
-        for port_id, host in moved.items():
-            with contextlib.suppress(QuantumError):
-                self.client.update("ports", port_id, **{"binding:host_id": host})
+        self._bind(moved)
 
     # -- qhook cleanup --quantum -----------------------------------------------------------
     def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:

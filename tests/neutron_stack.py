@@ -63,8 +63,9 @@ class AgentHost:
 class NeutronStack(DaemonGroup):
     """Start with start(), stop with stop(); api() talks to the API over a unix socket."""
 
-    def __init__(self, directory: Path, venv: Path, netns: str):
+    def __init__(self, directory: Path, venv: Path, netns: str, api_workers: int = 1):
         super().__init__(directory, venv)
+        self.api_workers = api_workers  # gunicorn workers serving the API
         self.ovs = OvsSandbox(self.dir / "ovs", netns)
         self.hosts: Dict[str, AgentHost] = {}
 
@@ -314,7 +315,7 @@ lock_path = {state}/lock
                 [
                     f"{self.venv}/bin/gunicorn",
                     "--workers",
-                    "1",
+                    str(self.api_workers),
                     "--bind",
                     f"127.0.0.1:{API_PORT}",
                     "--bind",
