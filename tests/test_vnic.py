@@ -50,6 +50,27 @@ def test_attachment_id_is_the_host_id():
     assert vnic.tap_name == "tap0a1b2c3d-4e"
 
 
+def test_plugin_and_network_alone_are_a_port_on_demand():
+    vnic = parse_vnic({"plugin": "ovn", "q_network_id": NET, "mtu": "1400"}, MAC)
+    assert vnic.on_demand and vnic.unresolved and vnic.port_id is None
+    assert (vnic.network_id, vnic.mtu) == (NET.lower(), 1400)
+    with pytest.raises(PropertyError, match="its port on demand is not known yet"):
+        vnic.tap_name  # noqa: B018 (the property raises)
+    resolved = vnic.with_port(PORT)
+    assert resolved.on_demand and not resolved.unresolved
+    assert resolved.host_id == resolved.port_id == PORT.lower()
+    assert resolved.tap_name == "tap8e5f2a1c-4b"
+    with pytest.raises(PropertyError, match="port id: 'x' is not a UUID"):
+        vnic.with_port("x")
+
+
+def test_an_attachment_id_needs_a_port_id():
+    with pytest.raises(PropertyError, match="property q_port_id is missing"):
+        parse_vnic({"plugin": "openvswitch", "q_network_id": NET, "q_attachment_id": PORT}, MAC)
+    with pytest.raises(PropertyError, match="property q_network_id is missing"):
+        parse_vnic({"plugin": "openvswitch"}, MAC)
+
+
 @pytest.mark.parametrize(
     ("plugin_type", "plugin"),
     [
