@@ -16,15 +16,11 @@ to the destination and leaves them.
 """
 
 import calendar
-import contextlib
-import json
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from qhook import PROGRAM, wire
+from qhook import PROGRAM, state, wire
 from qhook.caps import CAPS_TIMEOUT, agent_host, switch_ids
 from qhook.config import PATH_VARIABLE, Config
 from qhook.errors import QhookError
@@ -35,7 +31,6 @@ from qhook.trust import root_only
 OWNER = PROGRAM
 ON_DEMAND_PREFIX = "qhook-on-demand-"
 BINDING = "binding"  # the port binding extension: binding:host_id
-EXTENSIONS_KEPT = 3600  # seconds a server's answer about port binding is trusted
 CALLS_AT_ONCE = 4  # concurrent deletes or rebinds: one VM's, not a flood of the API
 
 
@@ -58,60 +53,6 @@ def made_on_demand(port: Dict[str, Any]) -> bool:
     )
 
 
-# -- notes of migrations in progress ------------------------------------------------
-def _note_path(config: Config, vm_id: str) -> Path:
-    return Path(config.host.state_dir) / f"migrating-{vm_id}.json"
-
-
-def migration_note(config: Config, vm_id: str) -> Dict[str, Optional[str]]:
-    """Port id -> the host it was bound to before it was moved here (None: made here)."""
-    try:
-        value = json.loads(_note_path(config, vm_id).read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _write_note(config: Config, vm_id: str, note: Dict[str, Optional[str]]) -> None:
-    path = _note_path(config, vm_id)
-    if not note:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    _write_json(path, note)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Replace a file of root's notes at once (a reader sees the old or the new)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
-        json.dump(value, stream)
-    os.replace(temporary, path)
-
-
-def _extensions_path(config: Config) -> Path:
-    return Path(config.host.state_dir) / "extensions.json"
-
-
-def _remember(config: Config, url: str, binding: bool) -> None:
-    """Note what the server said of port binding, for the runs that follow."""
-    with contextlib.suppress(OSError):
-        _write_json(
-            _extensions_path(config), {"url": url, "binding": binding, "checked": time.time()}
-        )
-
-
-def arriving_vms(config: Config) -> Set[str]:
-    """The VMs whose migration to this host has not completed."""
-    directory = Path(config.host.state_dir)
-    if not directory.is_dir():
-        return set()
-    return {
-        path.name[len("migrating-") : -len(".json")] for path in directory.glob("migrating-*.json")
-    }
-
-
 # -- the exchange ----------------------------------------------------------------------
 def this_host(config: Config) -> str:
     """The host id ports are bound to here (what after_get_caps reports)."""
@@ -132,12 +73,12 @@ class Quantum:
         from qhook.quantum_settings import load_quantum_settings
 
         path = root_only(config.on_demand.settings, "ports on demand need [on_demand] settings")
-        settings, _ = load_quantum_settings({PATH_VARIABLE: path})
+        settings, warnings = load_quantum_settings({PATH_VARIABLE: path})
         self.config = config
         self.client: QuantumClient = connect(settings, budget=config.on_demand.timeout, retries=1)
         self.project = creates_need_project(settings)
         self.host = this_host(config)
-        self.notes: List[str] = []
+        self.notes: List[str] = list(warnings)
         self.failure: Optional[QuantumError] = None  # the first of calls made at once
         self._binding: Optional[bool] = None
 
@@ -149,9 +90,9 @@ class Quantum:
 
     def binding(self) -> bool:
         """Whether the server binds ports to hosts: asked of its extensions once, then
-        remembered under [host] state_dir for EXTENSIONS_KEPT seconds."""
+        remembered for a while (qhook.state)."""
         if self._binding is None:
-            self._binding = self._known_binding()
+            self._binding = state.known_binding(self.config, self.client.base_url())
             if self._binding is None:
                 try:
                     self.client.request("GET", f"extensions/{BINDING}")
@@ -160,7 +101,7 @@ class Quantum:
                     if error.status != 404:
                         raise
                     self._binding = False
-                _remember(self.config, self.client.base_url(), self._binding)
+                state.remember_binding(self.config, self.client.base_url(), self._binding)
             if not self._binding:
                 self.notes.append(
                     f"Quantum at {self.client.base_url()} has no port binding (extension "
@@ -168,17 +109,6 @@ class Quantum:
                     "are left (where the VM runs cannot be told); qhook port delete removes them"
                 )
         return self._binding
-
-    def _known_binding(self) -> Optional[bool]:
-        try:
-            known = json.loads(_extensions_path(self.config).read_text())
-            url, binding, when = known["url"], known["binding"], known["checked"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        fresh = 0 <= time.time() - float(when) < EXTENSIONS_KEPT
-        if url == self.client.base_url() and isinstance(binding, bool) and fresh:
-            return binding
-        return None
 
     def ports(self, vm_id: str) -> Dict[str, Dict[str, Any]]:
         """This package's ports of the VM, by MAC: one request."""
@@ -193,7 +123,7 @@ class Quantum:
         only found (ARRIVED). A failure leaves Quantum as it was."""
         existing = self._existing(vm_id, vnics)
         if mode == wire.ARRIVED:
-            _write_note(self.config, vm_id, {})
+            state.write_migration(self.config, vm_id, {})
             missing = [v.mac for v in vnics if v.mac not in existing]
             if missing:
                 raise QuantumError(f"VM {vm_id} has no port for vNIC {', '.join(missing)}")
@@ -202,7 +132,7 @@ class Quantum:
         created, raced = self._create(vm_id, [v for v in vnics if v.mac not in existing], binding)
         existing.update(created)
         existing.update(raced)
-        before = migration_note(self.config, vm_id)
+        before = state.migration(self.config, vm_id)
         moved: Dict[str, str] = {}
         try:
             stale = [
@@ -213,7 +143,7 @@ class Quantum:
             if mode == wire.MIGRATE:
                 note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
                 note.update({p["id"]: None for p in created.values()})
-                _write_note(self.config, vm_id, {**note, **before})
+                state.write_migration(self.config, vm_id, {**note, **before})
             self.failure = None
             done = self._bind({port["id"]: self.host for port in stale})
             moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if done[p["id"]]}
@@ -222,7 +152,7 @@ class Quantum:
         except BaseException:
             self._give_back(moved)
             self.delete([p["id"] for p in created.values()])
-            _write_note(self.config, vm_id, before)
+            state.write_migration(self.config, vm_id, before)
             raise
         return [Found(v.mac, existing[v.mac]["id"], v.mac in created) for v in vnics]
 
@@ -281,7 +211,7 @@ class Quantum:
         them back to the host they came from (a migration that failed); leave ports bound
         elsewhere."""
         wanted = set(macs)
-        note = migration_note(self.config, vm_id)
+        note = state.migration(self.config, vm_id)
         ports = self.ports(vm_id)
         done: Set[str] = set()
         doomed: List[str] = []
@@ -311,7 +241,7 @@ class Quantum:
         if self.failure is not None:
             raise self.failure
         alive = {port["id"] for port in ports.values()}
-        _write_note(
+        state.write_migration(
             self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
         )
 
@@ -357,7 +287,7 @@ class Quantum:
         not arriving, and that no one changed for `grace` seconds."""
         if not self.binding():
             return []
-        busy = running | arriving_vms(self.config)
+        busy = running | state.arriving_vms(self.config)
         now = time.time()
         return [
             port
