@@ -108,17 +108,21 @@ def unplug(
 
 def ports_on_demand(
     vm_id: str, vnics: Sequence[wire.PortWanted], mode: str, config: Config
-) -> Tuple[Dict[str, str], List[str]]:
+) -> Tuple[Dict[str, str], List[str], List[str]]:
     """The Quantum ports of vNICs whose profile names only the network, found or made by
-    the helper: ({MAC: port id}, notes)."""
+    the helper: ({MAC: port id}, the MACs whose port it made now, notes)."""
     answer = _call(wire.Request(wire.PORTS, vm_id, vnics=list(vnics), mode=mode), config)
     ports = answer.get("ports")
     if not isinstance(ports, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("mac"), str) and isinstance(p.get("port_id"), str)
+        isinstance(p, dict)
+        and isinstance(p.get("mac"), str)
+        and isinstance(p.get("port_id"), str)
+        and isinstance(p.get("created"), bool)
         for p in ports
     ):
         raise QhookError("the privileged helper answered malformed ports")
-    return {p["mac"]: p["port_id"] for p in ports}, _names(answer, "notes")
+    made = [p["mac"] for p in ports if p["created"]]
+    return {p["mac"]: p["port_id"] for p in ports}, made, _names(answer, "notes")
 
 
 def release(vm_id: str, macs: Sequence[str], config: Config) -> None:

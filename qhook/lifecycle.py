@@ -200,16 +200,17 @@ def before_device_create(context: HookContext) -> None:
 
 def _resolve(
     vnics: List[VnicInterface], vm_id: str, context: HookContext, mode: str
-) -> List[VnicInterface]:
-    """The vNICs, those with ports on demand on the ports found or made for them."""
+) -> Tuple[List[VnicInterface], List[str]]:
+    """The vNICs, those with ports on demand on the ports found or made for them; and the
+    MACs whose port was made now."""
     wanted = [
         wire.PortWanted(vnic.mac, vnic.network_id)
         for _, vnic in vnics
         if vnic.unresolved and vnic.network_id
     ]
     if not wanted:
-        return vnics
-    ports, notes = host.ports_on_demand(vm_id, wanted, mode, context.config)
+        return vnics, []
+    ports, made, notes = host.ports_on_demand(vm_id, wanted, mode, context.config)
     for note in notes:
         context.warn(note)
     resolved = []
@@ -219,22 +220,24 @@ def _resolve(
                 raise QhookError(f"vNIC {vnic.mac}: the privileged helper found no port for it")
             vnic = vnic.with_port(ports[vnic.mac])
         resolved.append((interface, vnic))
-    return resolved
+    return resolved, made
 
 
 @contextlib.contextmanager
 def _ports_on_demand(
     vnics: List[VnicInterface], vm_id: str, context: HookContext, mode: str
 ) -> Iterator[List[VnicInterface]]:
-    """The vNICs resolved (see _resolve); if what follows fails, their ports on demand go
-    again (or back to the host they came from), so a failed run leaves nothing."""
-    resolved = _resolve(vnics, vm_id, context, mode)
+    """The vNICs resolved (see _resolve). If what follows fails, Quantum is left as it
+    was found: the ports made now go, and a migration's ports go back to their host; a
+    port that was there before stays (a concurrent run of the same VM may be using it)."""
+    resolved, made = _resolve(vnics, vm_id, context, mode)
     try:
         yield resolved
     except BaseException:
-        macs = [vnic.mac for _, vnic in vnics if vnic.unresolved]
-        if macs:
-            host.release(vm_id, macs, context.config)
+        if mode == wire.MIGRATE:
+            made = [vnic.mac for _, vnic in vnics if vnic.unresolved]
+        if made:
+            host.release(vm_id, made, context.config)
         raise
 
 
@@ -340,7 +343,7 @@ def after_vm_migrate_destination(context: HookContext) -> None:
     vm_id = vm_id_of(context, domain)
     vnics = domain_vnics(domain, context, tolerant=True)
     try:
-        vnics = _resolve(vnics, vm_id, context, wire.ARRIVED)
+        vnics, _ = _resolve(vnics, vm_id, context, wire.ARRIVED)
     except QhookError as error:
         unchecked = [vnic.mac for _, vnic in vnics if vnic.unresolved]
         context.warn(f"vNIC {', '.join(unchecked)} not checked: {error}")

@@ -63,10 +63,11 @@ class Host:
             HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(self.config)}), wrapper=ovs.netns_exec
         )
 
-    def write_config(self, budget: float = 20, wait: bool = True) -> None:
+    def write_config(self, budget: float = 20, wait: bool = True, wiring: float = 60) -> None:
         self.config.write_text(
             f"[ovs]\nconnection = {self.ovs.connection}\ntimeout = 5\n"
-            f"[wiring]\nwait = {'yes' if wait else 'no'}\ntimeout = 60\non_timeout = fail\n"
+            f"[wiring]\nwait = {'yes' if wait else 'no'}\ntimeout = {wiring:g}\n"
+            "on_timeout = fail\n"
             f"[host]\nagent_host = {self.agent}\nstate_dir = {self.state}\n"
             f"[on_demand]\nsettings = {self.settings}\ntimeout = {budget:g}\n"
         )
@@ -137,6 +138,32 @@ def test_the_hooks_make_bind_and_wire_the_port_and_delete_it(neutron, network, t
     assert tap not in hoststate.links(neutron.ovs)
 
 
+def test_concurrent_starts_of_one_vm_make_one_port_per_vnic(neutron, network, tmp_path):
+    """Two runs of before_vm_start for the same VM at once (a retried start overlapping the
+    first): the one that loses the race for a MAC finds the winner's port."""
+    host = Host(tmp_path, neutron.ovs, AGENT_HOST)
+    host.write_config(wait=False)
+    domain, vm_id, macs = _vm(network["id"], 4)
+    runs: List = []
+    starts = [
+        threading.Thread(target=lambda: runs.append(host.vdsm.run_point("before_vm_start", domain)))
+        for _ in range(2)
+    ]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join()
+    ports = _ports(neutron, vm_id)
+    assert sorted(ports) == sorted(macs)  # one port per vNIC, not two
+    succeeded = [run for run in runs if not run.failed]
+    assert succeeded, [run.stderr for run in runs]
+    for run in runs:
+        assert run.failed or f'dev="tap{ports[macs[0]]["id"][:11]}"' in run.data_out.decode()
+    stopped = host.vdsm.destroy_vm(succeeded[0].data_out)
+    assert (stopped.failed, stopped.stderr) == (False, "")
+    assert _ports(neutron, vm_id) == {}
+
+
 def test_a_port_given_by_id_is_never_deleted_and_hotplug_makes_its_own(neutron, network, tmp_path):
     host = Host(tmp_path, neutron.ovs, AGENT_HOST)
     domain, vm_id, macs = _vm(network["id"], 2)
@@ -185,6 +212,19 @@ def _nothing_of(neutron, host: Host, vm_id: str) -> None:
         if row["external_ids"].get("vm-uuid") == vm_id
     ]
     assert ours == []
+
+
+def test_a_start_that_fails_after_making_the_ports_deletes_them(neutron, network, tmp_path):
+    host = Host(tmp_path, neutron.ovs, AGENT_HOST)
+    host.write_config(wiring=0.05)  # no agent wires a port that fast: on_timeout = fail
+    domain, vm_id, _ = _vm(network["id"], 2)
+    links = set(hoststate.links(neutron.ovs))
+    with pytest.raises(HookFailed) as failed:
+        host.vdsm.start_vm(domain)
+    (line,) = error_lines(failed.value.run.stderr)
+    assert line.startswith(f"{ERROR_PREFIX}before_vm_start: the agent did not wire "), line
+    _nothing_of(neutron, host, vm_id)
+    assert set(hoststate.links(neutron.ovs)) == links
 
 
 def test_quantum_down_or_mute_at_start_fails_cleanly(neutron, network, tmp_path):
@@ -280,6 +320,15 @@ def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
     port = _ports(neutron, vm_id)[mac]
     tap = "tap" + port["id"][:11]
     assert port["binding:host_id"] == AGENT_HOST
+
+    # The destination's own hook fails (its agent too slow for on_timeout = fail): the
+    # binding goes back to the source at once, and the migration does not start.
+    destination.write_config(wiring=0.05)
+    with pytest.raises(HookFailed):
+        destination.run("before_vm_migrate_destination", started.domain_xml, vm_id)
+    assert _ports(neutron, vm_id)[mac]["binding:host_id"] == AGENT_HOST
+    assert list(destination.state.glob("migrating-*")) == []
+    destination.write_config()
 
     # A migration that fails: the destination gives the port back when the VM is gone there.
     incoming = destination.run("before_vm_migrate_destination", started.domain_xml, vm_id)
