@@ -107,8 +107,8 @@ def _marked(
     return [_row(i["name"], i, port_of.get(i["_uuid"][1])) for i in results[0]["rows"]]
 
 
-def _check_bridge(bridge: Optional[str], result: Dict[str, Any]) -> None:
-    if bridge is not None and not result["rows"]:
+def _check_bridge(bridge: str, result: Dict[str, Any]) -> None:
+    if not result["rows"]:
         raise QhookError(f"integration bridge {bridge} does not exist in Open vSwitch")
 
 
@@ -311,8 +311,8 @@ def set_external_ids(db: ovsdb.Ovsdb, row: PortRow, external_ids: Dict[str, str]
     )
 
 
-def ours(db: ovsdb.Ovsdb, bridge: Optional[str] = None) -> List[PortRow]:
+def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
     """Every Interface marked as ours, with its Port: two selects on our mark, however
     many ports there are (one select per name would make ovsdb-server scan the table
-    once per port). Raise if the bridge is given and missing."""
-    return sorted(_marked(db, {}, bridge, "listing our ports"), key=lambda row: row.name)
+    once per port)."""
+    return sorted(_marked(db, {}, None, "listing our ports"), key=lambda row: row.name)
