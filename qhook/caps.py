@@ -31,6 +31,17 @@ def switch_ids(db: Ovsdb) -> Dict[str, str]:
     return map_value(switch["rows"][0]["external_ids"]) if switch["rows"] else {}
 
 
+def agent_host_here(config: Config) -> str:
+    """agent_host, asking Open vSwitch only when [host] agent_host is not set."""
+    if config.host.agent_host:
+        return config.host.agent_host
+    try:
+        with Ovsdb(config.ovs.connection, min(config.ovs.timeout, CAPS_TIMEOUT)) as db:
+            return agent_host(config, switch_ids(db))
+    except QhookError:
+        return agent_host(config, {})
+
+
 def host_capabilities(config: Config) -> Dict[str, Any]:
     """The plugins usable here, the integration bridge, and the host id the agents use."""
     caps: Dict[str, Any] = {

@@ -145,13 +145,13 @@ def clean_quantum(
             why = f"VM {port.get('device_id')} has nothing plugged on {quantum.host}"
             if dry_run:
                 done.append(f"would delete Quantum port {port['id']} ({why})")
-            elif deleted[port["id"]]:
+            elif deleted[port["id"]] is None:
                 done.append(f"deleted Quantum port {port['id']} ({why})")
             else:
-                done.append(f"could not delete Quantum port {port['id']}: {quantum.failure}")
+                done.append(f"could not delete Quantum port {port['id']}: {deleted[port['id']]}")
         notes = [
             *quantum.notes,
             f"only ports made on demand and bound to {quantum.host} are judged here: those of "
             "other hosts are theirs, the engine's (qhook port create) are qhook port delete's",
         ]
-    return done, notes, all(deleted.values())
+    return done, notes, not any(deleted.values())

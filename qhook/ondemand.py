@@ -16,15 +16,14 @@ to the destination and leaves them.
 """
 
 import calendar
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from qhook import PROGRAM, state, wire
-from qhook.caps import CAPS_TIMEOUT, agent_host, switch_ids
+from qhook.caps import agent_host_here
 from qhook.config import PATH_VARIABLE, Config
-from qhook.errors import QhookError
-from qhook.ovsdb import Ovsdb
 from qhook.quantum import QuantumClient, QuantumError
 from qhook.trust import root_only
 
@@ -53,18 +52,6 @@ def made_on_demand(port: Dict[str, Any]) -> bool:
     )
 
 
-# -- the exchange ----------------------------------------------------------------------
-def this_host(config: Config) -> str:
-    """The host id ports are bound to here (what after_get_caps reports)."""
-    if config.host.agent_host:
-        return config.host.agent_host
-    try:
-        with Ovsdb(config.ovs.connection, min(config.ovs.timeout, CAPS_TIMEOUT)) as db:
-            return agent_host(config, switch_ids(db))
-    except QhookError:
-        return agent_host(config, {})
-
-
 class Quantum:
     """One run's exchange with Quantum: every call together bounded by [on_demand] timeout."""
 
@@ -77,10 +64,13 @@ class Quantum:
         self.config = config
         self.client: QuantumClient = connect(settings, budget=config.on_demand.timeout, retries=1)
         self.project = creates_need_project(settings)
-        self.host = this_host(config)
         self.notes: List[str] = list(warnings)
-        self.failure: Optional[QuantumError] = None  # the first of calls made at once
         self._binding: Optional[bool] = None
+
+    @functools.cached_property
+    def host(self) -> str:
+        """The host id this machine's ports are bound to (Open vSwitch asked if need be)."""
+        return agent_host_here(self.config)
 
     def __enter__(self) -> "Quantum":
         return self
@@ -144,11 +134,9 @@ class Quantum:
                 note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
                 note.update({p["id"]: None for p in created.values()})
                 state.write_migration(self.config, vm_id, {**note, **before})
-            self.failure = None
-            done = self._bind({port["id"]: self.host for port in stale})
-            moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if done[p["id"]]}
-            if self.failure is not None:
-                raise self.failure
+            bound = self._bind({port["id"]: self.host for port in stale})
+            moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if not bound[p["id"]]}
+            _raise_first(bound)
         except BaseException:
             self._give_back(moved)
             self.delete([p["id"] for p in created.values()])
@@ -235,51 +223,44 @@ class Quantum:
                 self.notes.append(
                     f"port {port['id']} of vNIC {mac} left to {bound}, where the VM runs now"
                 )
-        self.failure = None
-        self._bind(back)
-        self.delete(doomed)
-        if self.failure is not None:
-            raise self.failure
+        _raise_first(self._bind(back), self.delete(doomed))
         alive = {port["id"] for port in ports.values()}
         state.write_migration(
             self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
         )
 
-    def _at_once(self, call: Callable[[str, str], Any], work: Dict[str, str]) -> Dict[str, bool]:
+    def _at_once(
+        self, call: Callable[[str, str], Any], work: Dict[str, str]
+    ) -> Dict[str, Optional[QuantumError]]:
         """call(port id, value) for every item of `work`, CALLS_AT_ONCE at a time: Neutron
-        has no bulk delete or update, and takes ~80 ms for each. Whether each one went
-        through; the first failure is kept in self.failure."""
+        has no bulk delete or update, and takes ~80 ms for each. Each port's failure, or
+        None where the call went through."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(item: Tuple[str, str]) -> bool:
+        def one(item: Tuple[str, str]) -> Optional[QuantumError]:
             try:
                 call(*item)
             except QuantumError as error:
-                self.failure = self.failure or error
-                return False
-            return True
+                return error
+            return None
 
         if not work:
             return {}
         with ThreadPoolExecutor(min(CALLS_AT_ONCE, len(work))) as pool:
             return dict(zip(work, pool.map(one, work.items())))
 
-    def delete(self, port_ids: Sequence[str]) -> Dict[str, bool]:
-        """Delete ports; whether each one went through."""
+    def delete(self, port_ids: Sequence[str]) -> Dict[str, Optional[QuantumError]]:
+        """Delete ports; each one's failure, or None."""
         return self._at_once(
             lambda port_id, _: self.client.delete("ports", port_id), dict.fromkeys(port_ids, "")
         )
 
-    def _bind(self, hosts: Dict[str, str]) -> Dict[str, bool]:
-        """Bind each port to its host: {port id: host}; whether each one went through."""
+    def _bind(self, hosts: Dict[str, str]) -> Dict[str, Optional[QuantumError]]:
+        """Bind each port to its host ({port id: host}); each one's failure, or None."""
         return self._at_once(
             lambda port_id, host: self.client.update("ports", port_id, **{"binding:host_id": host}),
             hosts,
         )
-
-    def _give_back(self, moved: Dict[str, str]) -> None:
-        """Undo binding changes, best effort (this run is failing already)."""
-        self._bind(moved)
 
     # -- qhook cleanup --quantum -----------------------------------------------------------
     def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:
@@ -307,3 +288,11 @@ def _timestamp(value: Any) -> float:
         return float(calendar.timegm(time.strptime(str(value)[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return 0.0
+
+
+def _raise_first(*outcomes: Dict[str, Optional[QuantumError]]) -> None:
+    """Raise the first failure of calls made at once, if any."""
+    for outcome in outcomes:
+        for error in outcome.values():
+            if error is not None:
+                raise error
