@@ -140,9 +140,9 @@ def _cleanup(args: argparse.Namespace) -> int:
     for line in inventory.clean(config, entries, args.dry_run):
         print(line)
     if args.quantum:
-        if not args.dry_run:
-            entries, problem = inventory.survey(config, args.grace)
-        done, notes, complete = inventory.clean_quantum(config, entries, args.grace, args.dry_run)
+        # What the first pass removes (or would) is no VM's any more.
+        alive = [entry for entry in entries if not entry.stale]
+        done, notes, complete = inventory.clean_quantum(config, alive, args.grace, args.dry_run)
         for line in done:
             print(line)
         for note in notes:

@@ -108,8 +108,8 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
 
 
 def in_use_here(config: Config, entries: List[Entry]) -> Tuple[Set[str], Set[str]]:
-    """What shows a Quantum port in use on this host: (VM ids with a tap or port of ours,
-    port ids named by any Open vSwitch Interface, ours or libvirt's, or by a device)."""
+    """What shows a Quantum port in use on this host: (VM ids, port ids) of these entries
+    of ours, and of every Open vSwitch Interface that is not ours (libvirt's)."""
     vms = {entry.vm for entry in entries if entry.vm}
     ids = {entry.vnic for entry in entries if entry.vnic}
     with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
@@ -119,6 +119,8 @@ def in_use_here(config: Config, entries: List[Entry]) -> Tuple[Set[str], Set[str
         )
     for row in interfaces["rows"]:
         external_ids = map_value(row["external_ids"])
+        if external_ids.get(ovsports.OWNER_KEY) == ovsports.OWNER_VALUE:
+            continue  # ours are the entries: a stale one is no VM's
         ids.update(v for k, v in external_ids.items() if k == "iface-id")
         vms.update(v for k, v in external_ids.items() if k in ("vm-uuid", "vm-id"))
     return vms, ids
