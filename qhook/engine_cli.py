@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List
 
 from qhook.errors import ConfigError, PropertyError, QhookError, one_line
 
@@ -53,12 +53,6 @@ def _client(args: argparse.Namespace):
     return connect(settings, trace), settings
 
 
-def _noauth_project(settings) -> Optional[str]:
-    from qhook.quantum_connect import creates_need_project
-
-    return creates_need_project(settings)
-
-
 def _table(rows: List[List[str]], header: List[str]) -> None:
     widths = [max(len(str(v)) for v in column) for column in zip(header, *rows)]
     for row in [header, *rows]:
@@ -72,6 +66,7 @@ def _dash(value: Any) -> str:
 # -- network -----------------------------------------------------------------------
 def _network_create(args, client, settings) -> Any:
     from qhook.engine import NetworkRequest, create_network
+    from qhook.quantum_connect import creates_need_project
 
     request = NetworkRequest(
         name=args.name,
@@ -82,7 +77,7 @@ def _network_create(args, client, settings) -> Any:
         subnet=args.subnet,
         dhcp=not args.no_dhcp,
     )
-    network, created, subnet = create_network(client, request, _noauth_project(settings))
+    network, created, subnet = create_network(client, request, creates_need_project(settings))
     if not args.json:
         print(f"network {network['name']} {network['id']} {'created' if created else 'exists'}")
         if subnet:
@@ -177,12 +172,15 @@ def _mac(value: str) -> str:
 
 def _port_create(args, client, settings) -> Any:
     from qhook.engine import create_ports, engine_form, host_name, plugin_named, vnic_properties
+    from qhook.quantum_connect import creates_need_project
 
     plugin = plugin_named(args.plugin)
     vm = _vm(args.vm)
     macs = list(dict.fromkeys(_mac(m) for m in args.mac))
     host = host_name(args.host) if args.host else None
-    network, results = create_ports(client, args.network, vm, macs, host, _noauth_project(settings))
+    network, results = create_ports(
+        client, args.network, vm, macs, host, creates_need_project(settings)
+    )
     vnics = []
     for port, created in results:
         properties = vnic_properties(port, plugin, network.get("mtu"))
