@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,16 +26,12 @@ from typing import Dict, List, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from common import bench_host, ms  # noqa: E402
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 from lxml import etree  # noqa: E402
 
 from qhook import ovsdb, ovsports  # noqa: E402
-from qhook.sandbox import OvsSandbox  # noqa: E402
-from tools import bench_env, qhook_on_host  # noqa: E402
-
-
-def _ms(values: List[float]) -> str:
-    return f"{statistics.median(values) * 1000:5.0f} ms (±{statistics.pstdev(values) * 1000:3.0f})"
+from tools import qhook_on_host  # noqa: E402
 
 
 def _run(command: List[str], env: Dict[str, str]) -> Tuple[float, int]:
@@ -201,18 +196,12 @@ def main() -> int:
     parser.add_argument("--others", default="10,1000,10000")
     parser.add_argument("--stale", type=int, default=10000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="qhook-bench-"))
-    ovs = OvsSandbox(work / "ovs", f"qhook-bench-{os.getpid()}").start()
-    try:
-        config = work / "quantum.conf"
-        config.write_text(
-            f"[ovs]\nconnection = {ovs.connection}\ntimeout = 60\n[wiring]\nwait = no\n"
-        )
-        env = bench_env({"QHOOK_CONFIG": str(config)})
+    with bench_host("hooks", "timeout = 60\n[wiring]\nwait = no\n") as host:
+        ovs, env, work = host.ovs, host.env, host.work
         floors = [_floor(ovs, env) for _ in range(args.runs)]
         floor = statistics.median(t for t, _ in floors)
         print(
-            f"floor: {_ms([t for t, _ in floors])}, "
+            f"floor: {ms([t for t, _ in floors])}, "
             f"{statistics.median(m for _, m in floors) / 1024:.0f} MiB"
         )
         existing, table = 0, {}
@@ -230,14 +219,14 @@ def main() -> int:
                 anchors = [_anchor(ovs, count) for _ in range(min(args.runs, 3))]
                 print(
                     f"-- {others} other ports, {count} vNICs; anchor (ovs-vsctl per vNIC) "
-                    f"{_ms(anchors)}"
+                    f"{ms(anchors)}"
                 )
                 for point in runs[0]:
                     times = [r[point][0] for r in runs]
                     memory = statistics.median(r[point][1] for r in runs) / 1024
                     table[(others, count, point)] = statistics.median(times)
                     print(
-                        f"   {point:<30} {_ms(times)} = {statistics.median(times) / floor:4.2f}x"
+                        f"   {point:<30} {ms(times)} = {statistics.median(times) / floor:4.2f}x"
                         f" floor, {memory:3.0f} MiB"
                     )
         for count in (1, 4, 16):
@@ -254,8 +243,6 @@ def main() -> int:
                 f"command: {vsctl:.2f} s ({vsctl / ours:.1f}x slower)"
             )
         print(json.dumps({"floor_ms": floor * 1000}))
-    finally:
-        ovs.stop()
     return 0
 
 

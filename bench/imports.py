@@ -12,11 +12,9 @@ Run as root from the checkout: python3 bench/imports.py [--runs N]
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, Tuple
@@ -24,11 +22,10 @@ from typing import Dict, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
+from common import bench_host  # noqa: E402
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 
 from hooks import _device  # noqa: E402
-from qhook.sandbox import OvsSandbox  # noqa: E402
-from tools import bench_env  # noqa: E402
 
 # What a hook's hot path should not pay for unless it uses it.
 THIRD_PARTY = {"lxml", "requests", "urllib3", "pyroute2", "ovs", "subprocess", "ssl", "json"}
@@ -86,13 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="qhook-bench-imports-"))
-    ovs = OvsSandbox(work / "ovs", f"qhook-imports-{os.getpid()}").start()
-    try:
-        config = work / "quantum.conf"
-        config.write_text(f"[ovs]\nconnection = {ovs.connection}\n[wiring]\nwait = no\n")
-        env = bench_env({"QHOOK_CONFIG": str(config)})
-        passes = [_pass(ovs, env, work) for _ in range(args.runs)]
+    with bench_host("imports", "[wiring]\nwait = no\n") as host:
+        passes = [_pass(host.ovs, host.env, host.work) for _ in range(args.runs)]
         print(f"imports per hook point, median of {args.runs} runs (modules byte-compiled)")
         for point in passes[0]:
             modules = sorted({name for p in passes for name in p[point]} - {"total"})
@@ -106,8 +98,6 @@ def main() -> int:
             print(f"  {'':<29} heaviest (own time, ms): {shown}")
             watched = ", ".join(sorted(THIRD_PARTY))
             print(f"  {'':<29} loaded of {watched}: {', '.join(loaded) or 'none'}")
-    finally:
-        ovs.stop()
     return 0
 
 

@@ -17,7 +17,6 @@ Run as root from the checkout: python3 bench/on_demand.py [--runs N]
 import argparse
 import os
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from common import ms  # noqa: E402
 from domains import quantum_vm, to_bytes  # noqa: E402
 from neutron_stack import AGENT_HOST, NeutronStack  # noqa: E402
 
@@ -35,10 +35,6 @@ from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
 from tools import HOOKS_DIR, bench_env  # noqa: E402
 
 API = "http://127.0.0.1:9696"
-
-
-def _ms(values: List[float]) -> str:
-    return f"{statistics.median(values) * 1000:5.0f} ms (±{statistics.pstdev(values) * 1000:3.0f})"
 
 
 def _vm(network_id: str, macs: List[str], port_ids: List[Optional[str]]) -> bytes:
@@ -114,7 +110,7 @@ def main() -> int:
             assert left == [], left  # every port on demand was deleted at the stop
             print(f"-- {count} vNICs")
             for label, values in figures.items():
-                print(f"   {label:<32} {_ms(values)}")
+                print(f"   {label:<32} {ms(values)}")
     finally:
         stack.stop()
     return 0

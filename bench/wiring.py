@@ -8,10 +8,8 @@ Run as root from the checkout: python3 bench/wiring.py [--runs N]
 """
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -19,11 +17,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from common import bench_host  # noqa: E402
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 
-from qhook.sandbox import OvnSandbox, OvsSandbox  # noqa: E402
+from qhook.sandbox import OvnSandbox  # noqa: E402
 from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
-from tools import bench_env  # noqa: E402
 
 ANCHOR_SECONDS = 15.0
 
@@ -32,15 +30,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="qhook-bench-"))
-    ovs = OvsSandbox(work / "ovs", f"qhook-bench-{os.getpid()}").start()
-    try:
-        ovn = OvnSandbox(ovs).start()
+    with bench_host("wiring", "[wiring]\ntimeout = 30\n") as host:
+        ovn = OvnSandbox(host.ovs).start()
         ovn.nbctl("ls-add", "tenant")
-        config = work / "quantum.conf"
-        config.write_text(f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 30\n")
-        env = bench_env({"QHOOK_CONFIG": str(config)})
-        vdsm = VdsmEmulator(REPO / "hooks", env, wrapper=ovs.netns_exec)
+        vdsm = VdsmEmulator(REPO / "hooks", host.env, wrapper=host.ovs.netns_exec)
         print(f"{'vNICs':>5}  {'median':>8}  {'min':>8}  {'max':>8}  {'anchor':>8}  ratio")
         for count in (1, 4):
             times = []
@@ -65,8 +58,6 @@ def main() -> int:
                 f"{ANCHOR_SECONDS / median:.0f}x faster"
             )
         ovn.stop()
-    finally:
-        ovs.stop()
     return 0
 
 
