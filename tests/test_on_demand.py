@@ -227,6 +227,52 @@ def test_a_start_that_fails_after_making_the_ports_deletes_them(neutron, network
     assert set(hoststate.links(neutron.ovs)) == links
 
 
+def test_what_cannot_be_done_is_refused_in_one_line(neutron, network, tmp_path):
+    host = Host(tmp_path, neutron.ovs, AGENT_HOST)
+    domain, vm_id, (mac,) = _vm(network["id"])
+    links = set(hoststate.links(neutron.ovs))
+
+    # No settings: nothing is sent, nothing made.
+    host.settings.unlink()
+    with pytest.raises(HookFailed) as failed:
+        host.vdsm.start_vm(domain)
+    assert error_lines(failed.value.run.stderr) == [
+        f"{ERROR_PREFIX}before_vm_start: ports on demand need [on_demand] settings: "
+        f"{host.settings} does not exist"
+    ]
+    _nothing_of(neutron, host, vm_id)
+    assert set(hoststate.links(neutron.ovs)) == links
+
+    # The vNIC's port is on another network than its profile now says: not taken over.
+    host = Host(tmp_path / "again", neutron.ovs, AGENT_HOST)
+    started = host.vdsm.start_vm(domain)
+    (port,) = _ports(neutron, vm_id).values()
+    other = neutron.vlan_network("Q_other", PROJECT, 104)
+    try:
+        moved = domain.replace(network["id"].encode(), other["id"].encode())
+        with pytest.raises(HookFailed) as failed:
+            host.vdsm.run_point("before_vm_start", moved)
+        assert error_lines(failed.value.run.stderr) == [
+            f"{ERROR_PREFIX}before_vm_start: vNIC {mac} of VM {vm_id} already has port "
+            f"{port['id']} on network {network['id']}, not on {other['id']}: "
+            f"qhook port delete --vm {vm_id} --mac {mac} removes it"
+        ]
+        assert list(_ports(neutron, vm_id).values()) == [port]  # untouched
+    finally:
+        neutron.api("DELETE", f"/v2.0/networks/{other['id']}")
+
+    # After a migration, a port deleted behind the hooks' back: said, not fatal.
+    neutron.api("DELETE", f"/v2.0/ports/{port['id']}")
+    arrived = host.run("after_vm_migrate_destination", started.domain_xml, vm_id)
+    assert not arrived.failed
+    assert arrived.stderr == (
+        f"vdsm-hook-quantum: warning: after_vm_migrate_destination: vNIC {mac} not checked: "
+        f"VM {vm_id} has no port for vNIC {mac}\n"
+    )
+    assert not host.vdsm.destroy_vm(started.domain_xml).failed
+    _nothing_of(neutron, host, vm_id)
+
+
 def test_quantum_down_or_mute_at_start_fails_cleanly(neutron, network, tmp_path):
     down = Host(tmp_path / "down", neutron.ovs, AGENT_HOST, url="http://127.0.0.1:1")
     domain, vm_id, _ = _vm(network["id"])
