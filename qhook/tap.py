@@ -122,6 +122,9 @@ def create(name: str, host_id: str, vm_id: str, multiqueue: bool, mtu: Optional[
     """Make a persistent tap, marked as ours, with the MTU given, and set it up.
 
     Fails if a device of that name exists: callers decide first what to do with one.
+    The tap is marked and set up while only our descriptor keeps it, and made persistent
+    last: a process killed before that leaves no tap, and one killed after leaves a tap
+    marked as ours, which cleanup can tell from anybody else's.
     """
     flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL | (IFF_MULTI_QUEUE if multiqueue else 0)
     try:
@@ -129,17 +132,17 @@ def create(name: str, host_id: str, vm_id: str, multiqueue: bool, mtu: Optional[
     except OSError as error:
         raise _fail(name, "create", error) from None
     try:
-        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)
-    except OSError as error:
-        raise _fail(name, "create", error) from None
-    finally:
-        os.close(fd)
-    try:
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
+        except OSError as error:
+            raise _fail(name, "create", error) from None
         configure(name, host_id, vm_id, mtu)
-    except TapError:
-        delete(name)
-        raise
+        try:
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+        except OSError as error:
+            raise _fail(name, "create", error) from None
+    finally:
+        os.close(fd)  # without TUNSETPERSIST, the tap goes with it
 
 
 def configure(name: str, host_id: str, vm_id: str, mtu: Optional[int]) -> None:
