@@ -63,10 +63,11 @@ class Host:
             HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(self.config)}), wrapper=ovs.netns_exec
         )
 
-    def write_config(self, budget: float = 20, wait: bool = True, wiring: float = 60) -> None:
+    def write_config(self, budget: float = 20, wait: bool = True, bridge: str = "br-int") -> None:
         self.config.write_text(
             f"[ovs]\nconnection = {self.ovs.connection}\ntimeout = 5\n"
-            f"[wiring]\nwait = {'yes' if wait else 'no'}\ntimeout = {wiring:g}\n"
+            f"integration_bridge = {bridge}\n"
+            f"[wiring]\nwait = {'yes' if wait else 'no'}\ntimeout = 60\n"
             "on_timeout = fail\n"
             f"[host]\nagent_host = {self.agent}\nstate_dir = {self.state}\n"
             f"[on_demand]\nsettings = {self.settings}\ntimeout = {budget:g}\n"
@@ -216,13 +217,14 @@ def _nothing_of(neutron, host: Host, vm_id: str) -> None:
 
 def test_a_start_that_fails_after_making_the_ports_deletes_them(neutron, network, tmp_path):
     host = Host(tmp_path, neutron.ovs, AGENT_HOST)
-    host.write_config(wiring=0.05)  # no agent wires a port that fast: on_timeout = fail
+    host.write_config(bridge="br-none")  # plugging fails once the ports are made
     domain, vm_id, _ = _vm(network["id"], 2)
     links = set(hoststate.links(neutron.ovs))
     with pytest.raises(HookFailed) as failed:
         host.vdsm.start_vm(domain)
-    (line,) = error_lines(failed.value.run.stderr)
-    assert line.startswith(f"{ERROR_PREFIX}before_vm_start: the agent did not wire "), line
+    assert error_lines(failed.value.run.stderr) == [
+        f"{ERROR_PREFIX}before_vm_start: integration bridge br-none does not exist in Open vSwitch"
+    ]
     _nothing_of(neutron, host, vm_id)
     assert set(hoststate.links(neutron.ovs)) == links
 
@@ -372,9 +374,9 @@ def test_migration_moves_the_binding_and_a_failed_one_gives_it_back(
     tap = "tap" + port["id"][:11]
     assert port["binding:host_id"] == AGENT_HOST
 
-    # The destination's own hook fails (its agent too slow for on_timeout = fail): the
-    # binding goes back to the source at once, and the migration does not start.
-    destination.write_config(wiring=0.05)
+    # The destination's own hook fails (it cannot plug): the binding goes back to the
+    # source at once, and the migration does not start.
+    destination.write_config(bridge="br-none")
     with pytest.raises(HookFailed):
         destination.run("before_vm_migrate_destination", started.domain_xml, vm_id)
     assert _ports(neutron, vm_id)[mac]["binding:host_id"] == AGENT_HOST
