@@ -87,12 +87,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from qhook.config import load_config
+    """The configuration of `qhook status` and `qhook cleanup`. As root (the boot-time
+    cleanup), only from a file root alone could have written, as the helper reads it."""
+    from qhook.config import Config, config_path, load_config, load_trusted_config
+    from qhook.trust import MissingFile
 
     env = dict(os.environ)
     if args.config:
         env["QHOOK_CONFIG"] = args.config
-    config, warnings = load_config(env)
+    if os.geteuid() == 0:
+        try:
+            config, warnings = load_trusted_config(config_path(env))
+        except MissingFile:
+            config, warnings = Config(), []
+    else:
+        config, warnings = load_config(env)
     for warning in warnings:
         sys.stderr.write(f"qhook: warning: {warning}\n")
     return config
@@ -164,9 +173,32 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail("demo: interrupted; everything it started is stopped")
 
 
+def _helper(args: argparse.Namespace, interpreter: str) -> int:
+    """Write the privileged helper, its configuration baked in; print its sudoers rule."""
+    from qhook.config import DEFAULT_PATH
+
+    config = args.config or DEFAULT_PATH
+    for what, path in (("--path", args.path), ("--config", config), ("--interpreter", interpreter)):
+        if not re.fullmatch(r"/[A-Za-z0-9_./+-]*", path) or "/../" in path + "/":
+            return _fail(f"{what} {path!a} is not an absolute path of letters, digits and _./+-")
+    helper = Path(args.path)
+    if helper.exists() and hookscripts.HELPER_MARK not in helper.read_text(errors="replace"):
+        return _fail(f"{helper} exists and is not this package's helper; nothing written")
+    helper.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    helper.write_text(hookscripts.render_helper(interpreter, config))
+    helper.chmod(0o755)
+    print(f"# wrote {helper}; it reads its configuration from {config} only.")
+    print("# Install this as /etc/sudoers.d/50_vdsm_hook_quantum (mode 0440, visudo -c):")
+    sys.stdout.write(hookscripts.sudoers_rule(str(helper)))
+    return 0
+
+
 def _hooks(args: argparse.Namespace) -> int:
-    """Print one hook script, or install all of them, for a host without the RPM."""
+    """Print one hook script, or install all of them, for a host without the RPM; or
+    write the privileged helper."""
     interpreter = args.interpreter or sys.executable
+    if args.action == "helper":
+        return _helper(args, interpreter)
     if args.action == "print":
         if args.point not in HOOK_POINTS:
             return _fail(f"{args.point!a} is not a hook point of this package")
@@ -260,14 +292,21 @@ def _parser() -> argparse.ArgumentParser:
 
     hooks = commands.add_parser(
         "hooks",
-        help="print or install the hook scripts (hosts without the RPM)",
+        help="print or install the hook scripts and the privileged helper (hosts without the RPM)",
         description="Print one hook script, or install one per hook point into VDSM's "
-        "hooks directory, each calling qhook with this (or the given) interpreter.",
+        "hooks directory, each calling qhook with this (or the given) interpreter; or "
+        "(helper) write the privileged helper, with its configuration file fixed in it, "
+        "and print the sudoers rule that lets vdsm run it.",
     )
-    hooks.add_argument("action", choices=["print", "install"])
+    hooks.add_argument("action", choices=["print", "install", "helper"])
     hooks.add_argument("point", nargs="?", help="with print: the hook point")
     hooks.add_argument("--dir", default="/usr/libexec/vdsm/hooks", help="with install")
     hooks.add_argument("--interpreter", help="the Python for the scripts (default: this one)")
+    hooks.add_argument("--path", default=hookscripts.HELPER_PATH, help="with helper: where it goes")
+    hooks.add_argument(
+        "--config",
+        help="with helper: the only configuration file it reads (default /etc/vdsm/quantum.conf)",
+    )
     hooks.set_defaults(handler=_hooks)
 
     engine = commands.add_parser(

@@ -6,7 +6,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from qhook.errors import ConfigError, one_line, shown
 
@@ -185,11 +185,15 @@ def config_path(env: Mapping[str, str]) -> str:
     return env.get(PATH_VARIABLE) or DEFAULT_PATH
 
 
-def read_ini(path: str) -> Tuple[configparser.ConfigParser, bool]:
+def read_ini(path: str, data: Optional[bytes] = None) -> Tuple[configparser.ConfigParser, bool]:
+    """The ini file at path (or its contents, already read); (parser, whether it exists)."""
     parser = configparser.ConfigParser(interpolation=None, empty_lines_in_values=False)
     try:
-        with open(path, encoding="utf-8") as stream:
-            parser.read_file(stream, source=path)
+        if data is None:
+            with open(path, encoding="utf-8") as stream:
+                parser.read_file(stream, source=path)
+        else:
+            parser.read_string(data.decode("utf-8"), source=path)
     except FileNotFoundError:
         return parser, False
     except (OSError, UnicodeDecodeError) as error:
@@ -209,6 +213,19 @@ def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
     parser, found = read_ini(path)
     if not found:
         return Config(), []
+    return _parsed(parser, path)
+
+
+def load_trusted_config(path: str) -> Tuple[Config, List[str]]:
+    """Root's configuration: read only from a file that root alone could have written
+    (see qhook.trust), which must exist."""
+    from qhook.trust import read_file
+
+    parser, _ = read_ini(path, read_file(path, "the configuration"))
+    return _parsed(parser, path)
+
+
+def _parsed(parser: configparser.ConfigParser, path: str) -> Tuple[Config, List[str]]:
     warnings: List[str] = []
     values: Dict[str, Dict[str, object]] = {name: {} for name in _SECTIONS}
     for section in parser.sections():

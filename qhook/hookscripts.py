@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The executable VDSM runs at each hook point: a few lines that call into qhook."""
+"""What a host without the RPM installs: the executable VDSM runs at each hook point (a
+few lines that call into qhook), the privileged helper, and the sudoers rule for it."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,8 @@ from typing import Iterable
 
 SCRIPT_NAME = "50_quantum"
 SOURCE_INTERPRETER = "/usr/bin/env python3"
+HELPER_PATH = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+HELPER_MARK = "from qhook.privileged import main"
 
 _TEMPLATE = '''\
 #!{interpreter}
@@ -32,3 +35,29 @@ def write_tree(directory: Path, points: Iterable[str], interpreter: str) -> None
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(render(point, interpreter))
         os.chmod(script, 0o755)
+
+
+# -I: no PYTHON* variable, no user site, no script directory on the path. The
+# configuration is fixed here, by root, and never by the helper's caller.
+_HELPER_TEMPLATE = """\
+#!{interpreter} -I
+# SPDX-License-Identifier: GPL-2.0-or-later
+\"\"\"vdsm-hook-quantum's privileged helper, run by the hooks through sudo -n with no
+arguments; its configuration is {config}.\"\"\"
+import sys
+
+{mark}
+
+sys.exit(main(config_path={config!r}))
+"""
+
+
+def render_helper(interpreter: str, config: str) -> str:
+    """The privileged helper's script, reading root's configuration at `config`."""
+    return _HELPER_TEMPLATE.format(interpreter=interpreter, config=config, mark=HELPER_MARK)
+
+
+def sudoers_rule(helper: str = HELPER_PATH) -> str:
+    """The sudoers lines that let vdsm run the helper as root, with no arguments (the
+    empty string after the command allows none), no password and no terminal."""
+    return f'Defaults:vdsm !requiretty\nvdsm ALL=(root) NOPASSWD: {helper} ""\n'

@@ -28,15 +28,9 @@ def _through_sudo(request: wire.Request, config: Config) -> Dict[str, Any]:
     import subprocess  # only hooks running as vdsm need it
 
     helper = config.host.helper
+    # No arguments: the helper's configuration is root's, fixed where it was installed.
     command = ["sudo", "-n", "--", helper]
-    if config.source != "defaults":
-        command += ["--config", config.source]
-    # Two bounded OVS sessions, the wait for the agent, and a process start.
-    budget = 2 * config.ovs.timeout + 10
-    if config.wiring.wait:
-        budget += config.wiring.timeout
-    if request.verb == wire.PORTS or request.on_demand:
-        budget += config.on_demand.timeout
+    budget = wire.work_budget(request, config) + wire.STARTUP_ALLOWANCE
     try:
         done = subprocess.run(
             command,

@@ -73,37 +73,60 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
         entry.wired = row.wired
     for entry in entries.values():
         if entry.ovs_port and not entry.device:
-            entry.stale = "its tap is gone"
+            gone = tap.state(entry.tap) is None
+            entry.stale = "its tap is gone" if gone else "the device of its name is not ours"
         elif entry.device and not entry.in_use and (entry.age is None or entry.age >= grace):
             entry.stale = "no VM holds its tap"
     return sorted(entries.values(), key=lambda e: e.tap), problem
 
 
 def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
-    """Remove the stale entries (ports first, then taps); return what was (or would be) done."""
+    """Remove the stale entries (taps first, then ports); return what was (or would be)
+    done, one line each: only what really went, and what was kept and why.
+
+    Each piece is looked at again just before it goes: a VM starting meanwhile may have
+    made the tap anew, or taken it; a removal's guards catch a port changed meanwhile."""
     stale = [entry for entry in entries if entry.stale]
-    done = [
-        f"{'would remove' if dry_run else 'removed'} {what} {entry.tap} ({entry.stale})"
-        for entry in stale
-        for what in (["OVS port"] if entry.ovs_port else []) + (["tap"] if entry.device else [])
-    ]
-    if dry_run or not stale:
-        return done
+    if dry_run:
+        return [
+            f"would remove {what} {entry.tap} ({entry.stale})"
+            for entry in stale
+            for what in (["OVS port"] if entry.ovs_port else []) + (["tap"] if entry.device else [])
+        ]
+    done: List[str] = []
     doomed = []
-    for entry in stale:  # taps first: then their ports count as tapless below
-        current = tap.state(entry.tap) if entry.device else None
-        if current is not None and current.ours and not current.carrier:
-            doomed.append(entry.tap)
-    problems = tap.delete_many(doomed, config.ovs.timeout)
+    for entry in stale:
+        if not entry.device:
+            continue
+        current = tap.state(entry.tap)
+        if current is not None and current.ours and not tap.held(entry.tap):
+            doomed.append(entry)
+        else:
+            done.append(f"kept tap {entry.tap}: a VM holds it now")
+    problems = tap.delete_many([entry.tap for entry in doomed], config.ovs.timeout)
     if problems:
         raise QhookError("; ".join(problems))
-    with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
-        # Look again: a VM starting meanwhile may have made the tap anew. Should it have
-        # replaced the port too, the removal's guards make the transaction fail.
-        gone = [e.row for e in stale if e.row is not None and tap.state(e.tap) is None]
-        # A mirroring vNIC's mirror goes with its port.
-        mirrors.remove_outputs(db, {r.name: r.external_ids.get("vm-uuid", "") for r in gone})
-        ovsports.remove(db, gone)
+    done += [f"removed tap {entry.tap} ({entry.stale})" for entry in doomed]
+    gone: List[Entry] = []
+    for entry in stale:
+        if entry.row is None:
+            continue
+        current = tap.state(entry.tap)
+        if current is not None and current.ours:
+            done.append(f"kept OVS port {entry.tap}: its tap is ours again (a VM is starting)")
+        else:
+            gone.append(entry)
+    if gone:
+        rows = [entry.row for entry in gone if entry.row is not None]
+        with Ovsdb(config.ovs.connection, config.ovs.timeout) as db:
+            # A mirroring vNIC's mirror goes with its port.
+            mirrors.remove_outputs(db, {r.name: r.external_ids.get("vm-uuid", "") for r in rows})
+            ovsports.remove(db, rows)
+        for entry in gone:
+            why = entry.stale
+            if not entry.device and tap.state(entry.tap) is not None:
+                why = "the device of its name is not ours"
+            done.append(f"removed OVS port {entry.tap} ({why})")
     return done
 
 

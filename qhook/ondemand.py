@@ -24,8 +24,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 from qhook import PROGRAM, state, wire
 from qhook.caps import agent_host_here
 from qhook.config import PATH_VARIABLE, Config
+from qhook.errors import ConfigError
 from qhook.quantum import QuantumClient, QuantumError
-from qhook.trust import root_only
+from qhook.trust import read_file
 
 OWNER = PROGRAM
 ON_DEMAND_PREFIX = "qhook-on-demand-"
@@ -59,8 +60,17 @@ class Quantum:
         from qhook.quantum_connect import connect, creates_need_project
         from qhook.quantum_settings import load_quantum_settings
 
-        path = root_only(config.on_demand.settings, "ports on demand need [on_demand] settings")
-        settings, warnings = load_quantum_settings({PATH_VARIABLE: path})
+        state.check(config)  # before anything depends on it
+        path = config.on_demand.settings
+        data = read_file(path, "ports on demand need [on_demand] settings", secret=True)
+        try:
+            settings, warnings = load_quantum_settings({PATH_VARIABLE: path}, data=data)
+        except ConfigError:
+            # Its values are root's secrets: name the file, not what is wrong in it.
+            raise ConfigError(
+                f"ports on demand: {path} is not valid; as root, QHOOK_CONFIG={path} "
+                "qhook network list --debug says why"
+            ) from None
         self.config = config
         self.client: QuantumClient = connect(settings, budget=config.on_demand.timeout, retries=1)
         self.project = creates_need_project(settings)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from qhook import ovsdb
-from qhook.errors import QhookError
+from qhook.errors import QhookError, shown
+from qhook.vnic import TAP_NAME
 
 OWNER_KEY = "vdsm-hook-quantum"
 OWNER_VALUE = "owned"
@@ -35,12 +36,20 @@ class PortRow:
     def ours(self) -> bool:
         return self.external_ids.get(OWNER_KEY) == OWNER_VALUE
 
-    def same_vnic(self, host_id: str, mac: str) -> bool:
-        """Ours for this vNIC, or libvirt's port of this vNIC (no mark, same id and MAC)."""
+    def for_vnic(self, host_id: str) -> bool:
+        """Ours, for this vNIC."""
+        return self.ours and self.external_ids.get("iface-id") == host_id
+
+    def libvirt_made(self, host_id: str, mac: str, vm_id: str) -> bool:
+        """Not ours, but what libvirt makes for this VM's vNIC (plug mode libvirt): the
+        ids libvirt sets, the VM's among them."""
         ids = self.external_ids
-        if ids.get("iface-id") != host_id:
-            return False
-        return self.ours or ids.get("attached-mac", "").lower() == mac
+        return (
+            not self.ours
+            and ids.get("iface-id") == host_id
+            and ids.get("attached-mac", "").lower() == mac
+            and ids.get("vm-id") == vm_id
+        )
 
     @property
     def wired(self) -> bool:
@@ -104,7 +113,12 @@ def _marked(
     if bridge is not None:
         _check_bridge(bridge, results[2])
     port_of = _ports_by_interface(results[1]["rows"])
-    return [_row(i["name"], i, port_of.get(i["_uuid"][1])) for i in results[0]["rows"]]
+    # A row whose name is not one of ours is never acted on, marked or not.
+    return [
+        _row(i["name"], i, port_of.get(i["_uuid"][1]))
+        for i in results[0]["rows"]
+        if isinstance(i["name"], str) and TAP_NAME.fullmatch(i["name"])
+    ]
 
 
 def _check_bridge(bridge: str, result: Dict[str, Any]) -> None:
@@ -130,6 +144,8 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
     scanning its table: for the paths that must see foreign rows too."""
     operations: List[Dict[str, Any]] = []
     for name in names:
+        if not TAP_NAME.fullmatch(name):
+            raise QhookError(f"{shown(name)} is not a tap name of this package")
         operations += _selects([["name", "==", name]])
     if bridge is not None:
         operations.append(_bridge_select(bridge))
@@ -179,14 +195,28 @@ def _unchanged(row: PortRow) -> Dict[str, Any]:
     }
 
 
-def _detach(row: PortRow) -> Dict[str, Any]:
-    """Remove the row's Port from whichever bridge holds it (OVSDB then drops the rows)."""
-    return {
-        "op": "mutate",
-        "table": "Bridge",
-        "where": [["ports", "includes", ovsdb.uuid(row.port_uuid or "")]],
-        "mutations": [["ports", "delete", ovsdb.ovs_set([ovsdb.uuid(row.port_uuid or "")])]],
-    }
+def _detach(row: PortRow, bridge: str) -> List[Dict[str, Any]]:
+    """Remove the row's Port from this bridge (OVSDB then drops the rows); the transaction
+    fails if the bridge does not hold it: a port is never taken from another bridge."""
+    port = ovsdb.uuid(row.port_uuid or "")
+    on_bridge = [["name", "==", bridge], ["ports", "includes", port]]
+    return [
+        {
+            "op": "wait",
+            "table": "Bridge",
+            "timeout": 0,
+            "until": "==",
+            "where": on_bridge,
+            "columns": ["name"],
+            "rows": [{"name": bridge}],
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": on_bridge,
+            "mutations": [["ports", "delete", ovsdb.ovs_set([port])]],
+        },
+    ]
 
 
 def _port_mark(port: NewPort) -> Dict[str, str]:
@@ -200,7 +230,8 @@ def _port_mark(port: NewPort) -> Dict[str, str]:
 def add(
     db: ovsdb.Ovsdb, bridge: str, ports: Sequence[NewPort], replacing: Sequence[PortRow]
 ) -> None:
-    """Add the ports to the bridge in one transaction, first removing the rows replaced."""
+    """Add the ports to the bridge in one transaction, first removing the rows replaced
+    (ours, on this bridge, unchanged since they were looked at; else the transaction fails)."""
     operations: List[Dict[str, Any]] = [
         {
             "op": "wait",
@@ -213,9 +244,11 @@ def add(
         }
     ]
     for row in replacing:
+        if not row.ours:
+            raise QhookError(f"Open vSwitch port {row.name} is not ours to replace")
         operations.append(_unchanged(row))
         if row.port_uuid is not None:
-            operations.append(_detach(row))
+            operations += _detach(row, bridge)
     new_ports = []
     for index, port in enumerate(ports):
         operations.append(
@@ -256,7 +289,10 @@ def add(
 
 
 def remove(db: ovsdb.Ovsdb, rows: Sequence[PortRow]) -> None:
-    """Remove these ports in one transaction, if nobody changed them since we looked."""
+    """Remove these ports of ours in one transaction, if nobody changed them since we
+    looked (the wait on their external_ids, our mark among them, guards each one)."""
+    if any(not row.ours for row in rows):
+        raise QhookError("only ports of this package are ever removed")
     operations: List[Dict[str, Any]] = [_unchanged(row) for row in rows]
     ports = [ovsdb.uuid(row.port_uuid) for row in rows if row.port_uuid is not None]
     if ports:
@@ -289,7 +325,11 @@ def of_vnic(db: ovsdb.Ovsdb, vm_id: str, mac: str) -> Optional[PortRow]:
         ],
         f"looking up the port of vNIC {mac}",
     )
-    names = sorted(row["name"] for row in results[0]["rows"])
+    names = sorted(
+        row["name"]
+        for row in results[0]["rows"]
+        if isinstance(row["name"], str) and TAP_NAME.fullmatch(row["name"])
+    )
     if len(names) > 1:
         raise QhookError(f"vNIC {mac} of VM {vm_id} has {len(names)} ports: {', '.join(names)}")
     return find(db, names).get(names[0]) if names else None
@@ -314,5 +354,10 @@ def set_external_ids(db: ovsdb.Ovsdb, row: PortRow, external_ids: Dict[str, str]
 def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
     """Every Interface marked as ours, with its Port: two selects on our mark, however
     many ports there are (one select per name would make ovsdb-server scan the table
-    once per port)."""
-    return sorted(_marked(db, {}, None, "listing our ports"), key=lambda row: row.name)
+    once per port). A Port that lacks our mark (made by hand, or by an older version) is
+    looked up by name."""
+    found = {row.name: row for row in _marked(db, {}, None, "listing our ports")}
+    unmarked = [row.name for row in found.values() if row.port_uuid is None]
+    if unmarked:
+        found.update({n: r for n, r in find(db, unmarked).items() if r.ours})
+    return sorted(found.values(), key=lambda row: row.name)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from qhook import mirrors, ovsports, tap, wiring
 from qhook.attachment import Attachment, Plugged
 from qhook.config import Config, OnTimeout, PlugMode
-from qhook.errors import QhookError, shown
+from qhook.errors import QhookError
 from qhook.ovsdb import Ovsdb, OvsdbError
 from qhook.vnic import Plugin
 
@@ -43,35 +43,43 @@ def _ovsdb(config: Config) -> Ovsdb:
     return Ovsdb(config.ovs.connection, config.ovs.timeout)
 
 
-def _check_tap(item: Attachment) -> Optional[tap.TapState]:
-    """The existing device of the tap's name if this vNIC may take it over; None if none."""
+FOREIGN = "already exists and belongs to something else"
+
+
+def _check_tap(item: Attachment, held_by_this_vm_ok: bool = True) -> Optional[tap.TapState]:
+    """The existing device of the tap's name if this vNIC may take it over; None if none.
+
+    Only a tap of ours for this vNIC: this VM's, or another VM's that no process holds
+    (what a crashed or replaced run left). Anything else is refused, naming nothing of it.
+    """
     current = tap.state(item.tap_name)
     if current is None:
         return None
     if not current.belongs_to(item.host_id):
-        owner = f"vNIC {shown(current.mark['vnic'])}" if current.ours else "something else"
-        raise QhookError(f"device {item.tap_name} already exists and belongs to {owner}")
+        raise QhookError(f"device {item.tap_name} {FOREIGN}")
+    this_vm = current.mark.get("vm") == item.vm_id
+    if (not this_vm or not held_by_this_vm_ok) and tap.held(item.tap_name):
+        whose = "this VM" if this_vm else "another VM"
+        raise QhookError(f"device {item.tap_name} is in use by {whose} on this host")
     return current
 
 
-def _check_port(item: Attachment, rows: Dict[str, ovsports.PortRow]) -> Optional[ovsports.PortRow]:
-    row = rows.get(item.tap_name)
-    if row is not None and not row.same_vnic(item.host_id, item.mac):
-        iface_id = row.external_ids.get("iface-id")
-        owner = shown(iface_id) if iface_id else "something else"
-        raise QhookError(f"Open vSwitch port {item.tap_name} already exists and belongs to {owner}")
+def _replaceable(item: Attachment, row: ovsports.PortRow) -> ovsports.PortRow:
+    """A row of the tap's name may be replaced only if it is ours for this vNIC (whether
+    its tap is held was settled by _check_tap, which every plug runs first)."""
+    if not row.for_vnic(item.host_id):
+        raise QhookError(f"Open vSwitch port {item.tap_name} {FOREIGN}")
     return row
 
 
 def plug(items: Sequence[Attachment], config: Config) -> Plugged:
     """Plug the VM's Quantum vNICs; raise after undoing if anything fails."""
     done = Plugged(items[0].vm_id if items else "")
-    if config.ovs.plug is PlugMode.LIBVIRT:
-        hook_made = [item for item in items if not item.on_ovs]
-        _clear_for_libvirt([item for item in items if item.on_ovs], config)
-    else:
-        hook_made = list(items)
+    by_libvirt = config.ovs.plug is PlugMode.LIBVIRT
+    hook_made = [item for item in items if not (by_libvirt and item.on_ovs)]
     leftovers = {item.tap_name: _check_tap(item) for item in hook_made}
+    if by_libvirt:
+        _clear_for_libvirt([item for item in items if item.on_ovs], config)
     on_ovs = [item for item in hook_made if item.on_ovs]
     try:
         if on_ovs:
@@ -79,7 +87,9 @@ def plug(items: Sequence[Attachment], config: Config) -> Plugged:
                 names = [item.tap_name for item in on_ovs]
                 bridge = config.ovs.integration_bridge
                 rows = ovsports.find_ours(db, names, done.vm_id, bridge)
-                replacing = [r for r in (_check_port(i, rows) for i in on_ovs) if r is not None]
+                replacing = [
+                    _replaceable(i, rows[i.tap_name]) for i in on_ovs if i.tap_name in rows
+                ]
                 _make_taps(hook_made, leftovers, done, config.ovs.timeout)
                 _add_ports(db, on_ovs, replacing, config)
                 done.added_ports = [item.tap_name for item in on_ovs]
@@ -98,16 +108,26 @@ def _add_ports(
     db: Ovsdb, items: Sequence[Attachment], replacing: Sequence[ovsports.PortRow], config: Config
 ) -> None:
     """Add the vNICs' ports, replacing these rows. A name taken by a row not of this VM
-    is looked up: a leftover of the same vNIC is replaced, anything else refused."""
+    is looked up: a leftover of ours for the same vNIC is replaced, anything else refused.
+    A row on another bridge is never moved: the transaction fails instead."""
     new = [_new_port(item) for item in items]
+    bridge = config.ovs.integration_bridge
     try:
-        ovsports.add(db, config.ovs.integration_bridge, new, replacing)
+        try:
+            ovsports.add(db, bridge, new, replacing)
+        except OvsdbError as error:
+            if error.kind != "constraint violation":
+                raise
+            rows = ovsports.find(db, [item.tap_name for item in items])
+            replacing = [_replaceable(i, rows[i.tap_name]) for i in items if i.tap_name in rows]
+            ovsports.add(db, bridge, new, replacing)
     except OvsdbError as error:
-        if error.kind != "constraint violation":
+        if error.kind != "timed out":
             raise
-        rows = ovsports.find(db, [item.tap_name for item in items])
-        replacing = [r for r in (_check_port(i, rows) for i in items) if r is not None]
-        ovsports.add(db, config.ovs.integration_bridge, new, replacing)
+        raise QhookError(
+            f"Open vSwitch port {', '.join(r.name for r in replacing)} of this package is not "
+            f"on {bridge}, or changed meanwhile: not taken over"
+        ) from None
 
 
 def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
@@ -154,13 +174,26 @@ def _make_taps(
 
 
 def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
-    """libvirt plugs these: remove a stale tap or port of this vNIC left by a crash."""
+    """libvirt plugs these, and replaces whatever Open vSwitch port has the tap's name
+    (`--if-exists del-port` before its `add-port`). So a name must be free, or held by a
+    leftover of ours for the vNIC (removed here, with its tap, when no process holds it),
+    or by the port libvirt itself made for this VM's vNIC (its own ids, vm-id the VM's;
+    libvirt replaces it). Anything else is refused before anything changes."""
     if not items:
         return
-    stale_taps = [item.tap_name for item in items if _check_tap(item) is not None]
+    stale_taps = [i.tap_name for i in items if _check_tap(i, held_by_this_vm_ok=False) is not None]
     with _ovsdb(config) as db:
         rows = ovsports.find(db, [item.tap_name for item in items])
-        stale_ports = [r for r in (_check_port(i, rows) for i in items) if r is not None]
+        stale_ports = []
+        for item in items:
+            row = rows.get(item.tap_name)
+            if row is None or row.libvirt_made(item.host_id, item.mac, item.vm_id):
+                continue
+            if not row.for_vnic(item.host_id):
+                raise QhookError(
+                    f"Open vSwitch port {item.tap_name} {FOREIGN}, and libvirt would replace it"
+                )
+            stale_ports.append(row)
         if stale_ports:
             ovsports.remove(db, stale_ports)
     for name in stale_taps:
@@ -186,6 +219,12 @@ def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
         old = row.external_ids
         if old.get("iface-id") == item.host_id:
             return row.name, []  # the same port: a change of something else
+        current = tap.state(row.name)
+        if current is None or not current.mine(old.get("iface-id", ""), item.vm_id):
+            raise QhookError(
+                f"vNIC {item.mac}: device {row.name} is not this VM's tap of this package: "
+                "not moved"
+            )
         moved = replace(item, tap=row.name)
         new = _external_ids(moved)
         new[PREVIOUS_IFACE] = old.get("iface-id", "")
@@ -230,7 +269,12 @@ def end_move(vm_id: str, macs: Sequence[str], undo: bool, config: Config) -> Lis
                     ids[mirrors.NETWORK_KEY] = back_network
             ovsports.set_external_ids(db, row, ids)
             if undo:
-                tap.configure(row.name, back_iface, vm_id, None)
+                # The tap goes back to the old mark only if it is still ours, this VM's.
+                current = tap.state(row.name)
+                if current is not None and current.mine(
+                    row.external_ids.get("iface-id", ""), vm_id
+                ):
+                    tap.configure(row.name, back_iface, vm_id, None)
                 if left and row.port_uuid:
                     mirrors.forget_port(db, row.port_uuid, left)
                 if back_network:
@@ -266,6 +310,11 @@ def remove_ours(
     return problems
 
 
+def _mine(item: Attachment) -> bool:
+    current = tap.state(item.tap_name)
+    return current is not None and current.mine(item.host_id, item.vm_id)
+
+
 def _rows_to_repair(
     db: Ovsdb, names: List[str], vm_id: str, config: Config
 ) -> Dict[str, ovsports.PortRow]:
@@ -292,8 +341,8 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
         current = tap.state(item.tap_name)
         if current is None:
             problems.append(f"tap {item.tap_name} of vNIC {item.mac} is missing")
-        elif not current.belongs_to(item.host_id):
-            problems.append(f"device {item.tap_name} of vNIC {item.mac} is not ours")
+        elif not current.mine(item.host_id, item.vm_id):
+            problems.append(f"device {item.tap_name} of vNIC {item.mac} is not this VM's tap")
     on_ovs = [item for item in items if item.on_ovs]
     if not on_ovs:
         return [], problems
@@ -305,14 +354,18 @@ def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List
                 row = rows.get(item.tap_name)
                 if row is None:
                     missing.append(item)
-                elif not row.same_vnic(item.host_id, item.mac):
+                elif not (
+                    row.for_vnic(item.host_id)
+                    or row.libvirt_made(item.host_id, item.mac, item.vm_id)
+                ):
                     problems.append(f"Open vSwitch port {item.tap_name} belongs to something else")
             if config.ovs.plug is PlugMode.LIBVIRT:
                 problems += [
                     f"libvirt did not plug {i.tap_name} into Open vSwitch" for i in missing
                 ]
                 missing = []
-            missing = [i for i in missing if tap.state(i.tap_name) is not None]
+            # Only a tap of ours for this vNIC and VM is plugged again, never another.
+            missing = [i for i in missing if _mine(i)]
             if missing:
                 new = [_new_port(i) for i in missing]
                 ovsports.add(db, config.ovs.integration_bridge, new, [])

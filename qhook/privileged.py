@@ -1,24 +1,36 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The privileged helper: the one program the hooks may run as root, through `sudo -n`.
 
-    qhook-privileged [--config PATH] < request.json
+    qhook-privileged < request.json
 
-It reads one request (see qhook.wire) on stdin, checks every field itself, and can
-only make, mark and remove taps named and marked as this package's, and add or remove
-integration-bridge ports marked as ours, on the bridge its root-owned configuration
-names. The configuration file, and every directory above it, must be root's and
-writable by no one else, so the caller cannot choose another bridge or database.
+It takes no arguments (the sudoers rule allows none, and it refuses any): its
+configuration is the file fixed where it was installed (/etc/vdsm/quantum.conf, or the
+path its installer baked into the script), read only if root alone could have written it
+(qhook.trust). It reads one request (qhook.wire) on stdin within READ_TIMEOUT, checks
+every field itself, and gives up, undoing what it made, when its work budget is spent:
+whatever the caller does, the root process ends within a fixed bound. It can only make,
+mark and remove taps named and marked as this package's, and add or remove
+integration-bridge ports marked as ours, on the bridge root's configuration names.
 """
 
 import json
+import os
+import select
+import signal
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 from qhook import PROGRAM, plumbing, wire
 from qhook.caps import host_capabilities
-from qhook.config import DEFAULT_PATH, Config, load_config
+from qhook.config import DEFAULT_PATH, Config, load_trusted_config
 from qhook.errors import QhookError, one_line
-from qhook.trust import trusted_path
+
+LAST_WORDS = 5.0  # seconds to undo and answer once the budget is spent; then it is killed
+
+
+class OutOfTime(BaseException):
+    """The helper's budget is spent (a BaseException, so that every undo path runs)."""
 
 
 def execute(request: wire.Request, config: Config) -> Dict[str, Any]:
@@ -74,30 +86,77 @@ def _release(request: wire.Request, config: Config) -> List[str]:
         ]
 
 
-def _arguments(argv: List[str]) -> str:
-    if not argv:
-        return DEFAULT_PATH
-    if len(argv) == 2 and argv[0] == "--config":
-        return argv[1]
-    raise wire.RequestError("usage: qhook-privileged [--config PATH] < REQUEST")
+def read_request(fd: int = 0, timeout: float = wire.READ_TIMEOUT) -> bytes:
+    """The whole request on this descriptor, within `timeout` seconds and MAX_REQUEST_BYTES
+    (one more byte is read, so that the decoder can say it is too large)."""
+    deadline = time.monotonic() + timeout
+    chunks: List[bytes] = []
+    size = 0
+    while size <= wire.MAX_REQUEST_BYTES:
+        left = deadline - time.monotonic()
+        try:
+            ready = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                raise wire.RequestError(f"no whole request on standard input within {timeout:g} s")
+            chunk = os.read(fd, min(65536, wire.MAX_REQUEST_BYTES + 1 - size))
+        except OSError as error:
+            raise wire.RequestError(f"cannot read the request: {error.strerror}") from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run one request from stdin; print the JSON answer; exit 0, or 2 with one line."""
+def _out_of_time(budget: float) -> None:
+    """From now on, the helper has `budget` seconds; then OutOfTime, and LAST_WORDS
+    seconds later the default SIGALRM action ends the process."""
+
+    def expire(_signal: int, _frame: object) -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, LAST_WORDS)
+        raise OutOfTime(budget)
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, budget)
+
+
+def main(argv: Optional[List[str]] = None, config_path: str = DEFAULT_PATH) -> int:
+    """Run one request from stdin; print the JSON answer; exit 0, or 2 with one line.
+
+    config_path is fixed by whoever installed the helper (the script calling this), never
+    by its caller."""
+    arguments = sys.argv[1:] if argv is None else argv
     try:
-        path = trusted_path(_arguments(sys.argv[1:] if argv is None else argv))
-        config, _ = load_config({"QHOOK_CONFIG": path})
-        request = wire.decode(sys.stdin.buffer.read(wire.MAX_REQUEST_BYTES + 1))
+        _out_of_time(wire.READ_TIMEOUT + 5)  # reading the configuration and the request
+        if arguments:
+            raise wire.RequestError(
+                f"usage: qhook-privileged < REQUEST (no arguments: the configuration is "
+                f"{config_path}, fixed where the helper was installed)"
+            )
+        config, _ = load_trusted_config(config_path)
+        request = wire.decode(read_request())
+        _out_of_time(wire.work_budget(request, config))
         answer: Dict[str, Any] = {"ok": True, **execute(request, config)}
         code = 0
     except QhookError as error:
         answer, code = {"ok": False, "error": one_line(str(error))}, 2
+    except OutOfTime as spent:
+        seconds = spent.args[0]
+        answer = {"ok": False, "error": f"the privileged helper gave up after {seconds:g} s"}
+        code = 2
     except Exception as error:  # one line, never a traceback
         answer = {"ok": False, "error": f"internal error: {type(error).__name__}: {error}"}
         code = 2
-    sys.stdout.write(json.dumps(answer) + "\n")
-    if code:
-        sys.stderr.write(f"{PROGRAM} helper: {answer['error']}\n")
+    try:
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+        if code:
+            sys.stderr.write(f"{PROGRAM} helper: {answer['error']}\n")
+            sys.stderr.flush()
+    except (OSError, OutOfTime):
+        code = 2
+    signal.setitimer(signal.ITIMER_REAL, 0)
     return code
 
 

@@ -177,16 +177,20 @@ def settings_path(env: Mapping[str, str]) -> str:
     return ENGINE_PATH if os.path.exists(ENGINE_PATH) else DEFAULT_PATH
 
 
-def load_quantum_settings(env: Mapping[str, str]) -> Tuple[QuantumSettings, List[str]]:
-    """The settings from the file's [quantum] section and the OS_* variables; warnings."""
+def load_quantum_settings(
+    env: Mapping[str, str], data: Optional[bytes] = None
+) -> Tuple[QuantumSettings, List[str]]:
+    """The settings from the file's [quantum] section and the OS_* variables; warnings.
+
+    data: the file's contents, already read (and checked) by the caller."""
     path = settings_path(env)
-    parser, found = read_ini(path)
+    parser, found = read_ini(path, data)
     values: Dict[str, object] = {}
     origins: Dict[str, str] = {}
     warnings: List[str] = []
     if found and parser.has_section(SECTION):
         secrets_here = [k for k in SECRET_KEYS if parser.has_option(SECTION, k)]
-        if secrets_here:
+        if secrets_here and data is None:
             _check_secret_file(path, secrets_here)
         for key, raw in parser.items(SECTION):
             convert = _KEYS.get(key)

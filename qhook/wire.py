@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from qhook.attachment import OVS_PLUGINS, Attachment
+from qhook.config import Config
 from qhook.errors import QhookError, shown
 from qhook.vnic import MTU_RANGE, TAP_NAME, Plugin, normalise_mac, normalise_uuid
 
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_ITEMS = 64
+READ_TIMEOUT = 10.0  # seconds the helper waits for its whole request on stdin
+STARTUP_ALLOWANCE = 10.0  # sudo, the interpreter and the request, on the caller's clock
 
 PLUG = "plug"
 REPAIR = "repair"
@@ -77,6 +80,18 @@ class Request:
     on_demand: List[str] = field(default_factory=list)  # REMOVE: MACs with ports on demand
     vnics: List[PortWanted] = field(default_factory=list)
     mode: str = START
+
+
+def work_budget(request: Request, config: Config) -> float:
+    """Seconds the helper may work on a request once it has read it: two bounded Open
+    vSwitch sessions, the wait for the agent, and Quantum for ports on demand. The helper
+    gives up at this bound; its caller waits STARTUP_ALLOWANCE longer."""
+    budget = 2 * config.ovs.timeout + 5
+    if config.wiring.wait and request.verb in (PLUG, MOVE):
+        budget += config.wiring.timeout
+    if request.verb == PORTS or request.on_demand:
+        budget += config.on_demand.timeout
+    return budget
 
 
 def encode(request: Request) -> bytes:
@@ -201,6 +216,8 @@ def decode(data: bytes) -> Request:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise RequestError("the request is not JSON") from None
+    except RecursionError:
+        raise RequestError("the request is nested too deeply") from None
     verb = body.get("verb") if isinstance(body, dict) else None
     if not isinstance(verb, str) or verb not in _FIELDS:
         raise RequestError(f"unknown verb: expected one of {', '.join(sorted(_FIELDS))}")

@@ -4,6 +4,7 @@ python3, hooks, helper, configuration), with the sudoers rule rendered from
 packaging/sudoers for that tree's helper: hooks run as `vdsm`, root work through sudo."""
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Tuple
 
 import pytest
 
@@ -25,19 +26,22 @@ PACKAGED_HELPER = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def _helper_script(site: Path) -> str:
+def _helper_script(site: Path, config: Path) -> str:
+    """The helper as an installer writes it: -I, its configuration fixed in the script
+    (here also where the tree's qhook is, which the RPM's system python3 has built in)."""
     return (
         f"#!{SYSTEM_PYTHON} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
-        "from qhook.privileged import main\nsys.exit(main())\n"
+        f"from qhook.privileged import main\nsys.exit(main(config_path={str(config)!r}))\n"
     )
 
 
 @contextlib.contextmanager
 def installed_host(
-    connection: str, host_settings: str = "", extra_config: str = ""
+    connection: str, host_settings: str = "", extra_config: str = "", ovs_settings: str = ""
 ) -> Iterator[SimpleNamespace]:
-    """The installed tree, its configuration naming this Open vSwitch (host_settings go
-    into [host], extra_config after), and the sudoers rule in place until the end."""
+    """The installed tree, its configuration naming this Open vSwitch (ovs_settings go into
+    [ovs], host_settings into [host], extra_config after), and the sudoers rule in place
+    until the end."""
     for tool in ("sudo", "visudo", "runuser"):
         require_tool(tool)
     try:
@@ -55,15 +59,16 @@ def installed_host(
     hookscripts.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
     helper = root / "libexec" / "qhook-privileged"
     helper.parent.mkdir()
-    helper.write_text(_helper_script(site))
-    helper.chmod(0o755)
-    unlisted = root / "libexec" / "not-in-sudoers"
-    unlisted.write_text(_helper_script(site))
-    unlisted.chmod(0o755)
     (root / "etc").mkdir()
     config = root / "etc" / "quantum.conf"
+    helper.write_text(_helper_script(site, config))
+    helper.chmod(0o755)
+    unlisted = root / "libexec" / "not-in-sudoers"
+    unlisted.write_text(_helper_script(site, config))
+    unlisted.chmod(0o755)
     config.write_text(
-        f"[ovs]\nconnection = {connection}\ntimeout = 5\n[host]\nhelper = {helper}\n"
+        f"[ovs]\nconnection = {connection}\ntimeout = 5\n{ovs_settings}"
+        f"[host]\nhelper = {helper}\n"
         f"{host_settings}[wiring]\nwait = no\n{extra_config}"
     )
     config.chmod(0o644)
@@ -99,3 +104,30 @@ def emulator_as_vdsm(installed: SimpleNamespace, wrapper: Sequence[str], config=
         {"QHOOK_CONFIG": str(config or installed.config), "PYTHONPATH": str(installed.site)}
     )
     return VdsmEmulator(installed.hooks, env, wrapper=wrapper, run_as="vdsm")
+
+
+def as_vdsm(
+    wrapper: Sequence[str], *command: str, stdin: bytes = b"", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run a command as vdsm, inside `wrapper` (a netns)."""
+    return subprocess.run(
+        [*wrapper, "runuser", "-u", "vdsm", "--", *command],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def helper_as_vdsm(
+    installed: SimpleNamespace, wrapper: Sequence[str], request, *arguments: str
+) -> Tuple[int, object, str]:
+    """What vdsm gets from `sudo -n HELPER ARGUMENTS < request` (a dict is sent as JSON):
+    (exit code, the JSON answer or None, stderr)."""
+    data = request if isinstance(request, bytes) else json.dumps(request).encode()
+    done = as_vdsm(wrapper, "sudo", "-n", str(installed.helper), *arguments, stdin=data)
+    try:
+        answer = json.loads(done.stdout.decode() or "null")
+    except ValueError:
+        answer = done.stdout.decode(errors="replace")
+    return done.returncode, answer, done.stderr.decode(errors="replace")

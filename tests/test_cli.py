@@ -156,8 +156,35 @@ def test_pip_installs_the_package_and_its_commands(tmp_path):
     assert done.returncode == 0, done.stderr
     target = tmp_path / "target"
     assert (target / "qhook" / "hooking.py").exists()
-    for command in ("qhook", "qhook-privileged"):
-        assert (target / "bin" / command).exists(), command
+    assert (target / "bin" / "qhook").exists()
+    # The privileged helper is no console script (those lack -I): `qhook hooks helper`
+    # writes it, as the RPM does.
+    assert not (target / "bin" / "qhook-privileged").exists()
+
+
+def test_hooks_helper_writes_the_helper_with_its_configuration_fixed(tmp_path):
+    from qhook.hookscripts import render_helper, sudoers_rule
+
+    helper = tmp_path / "libexec" / "qhook-privileged"
+    config = "/etc/vdsm/quantum.conf"
+    done = _qhook("hooks", "helper", "--path", str(helper), "--interpreter", "/usr/bin/python3")
+    assert done.returncode == 0, done.stderr
+    assert helper.read_text() == render_helper("/usr/bin/python3", config)
+    assert helper.stat().st_mode & 0o777 == 0o755
+    assert done.stdout.endswith(sudoers_rule(str(helper)))
+    rule = tmp_path / "rule"
+    rule.write_text(sudoers_rule(str(helper)))
+    visudo = subprocess.run(["visudo", "-cf", str(rule)], capture_output=True, text=True)
+    assert visudo.returncode == 0, visudo.stdout + visudo.stderr
+    # Not over somebody else's file; not with a path that is not plainly one.
+    other = tmp_path / "other"
+    other.write_text("#!/bin/sh\n")
+    refused = _qhook("hooks", "helper", "--path", str(other))
+    assert refused.returncode == 2 and "is not this package's helper" in refused.stderr
+    assert other.read_text() == "#!/bin/sh\n"
+    bad = _qhook("hooks", "helper", "--path", str(helper), "--config", 'x"""; import os')
+    assert bad.returncode == 2 and "is not an absolute path" in bad.stderr
+    assert helper.read_text() == render_helper("/usr/bin/python3", config)
 
 
 def test_engine_config_defines_strict_properties_the_hooks_accept():

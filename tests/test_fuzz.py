@@ -5,6 +5,7 @@ exit 2 with a single clear line; never another exception."""
 
 import io
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -275,3 +276,88 @@ def test_large_property_values_in_the_metadata_are_refused_quickly(size):
             {"plugin": "openvswitch", "q_network_id": "x" * size, "q_port_id": "y"},
             "02:00:00:00:00:01",
         )
+
+
+@FUZZ
+@given(st.integers(1, 300_000), st.sampled_from(["[", '{"a":', '{"verb": [']))
+def test_helper_requests_nested_at_any_depth_are_refused_in_one_line(depth, opening):
+    closing = {"[": "]", '{"a":': "}", '{"verb": [': "]}"}[opening]
+    data = (opening * depth + "1" + closing * depth).encode()
+    with pytest.raises(wire.RequestError) as refused:
+        wire.decode(data)
+    assert "\n" not in str(refused.value)
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=40), st.sampled_from(["tap0123abcd-ef", "../etc", "/tmp/x"])))
+def test_a_name_from_anywhere_is_a_tap_name_of_ours_or_refused(name):
+    """Names read back from Open vSwitch or the kernel are checked like the caller's: a
+    tap name of this package, or one line; never a path under /sys/class/net."""
+    from qhook import tap
+
+    try:
+        checked = tap.checked(name)
+    except tap.TapError as error:
+        assert "\n" not in str(error) and not wire.TAP_NAME.fullmatch(name)
+        with pytest.raises(tap.TapError):
+            tap.state(name)
+        return
+    assert checked == name and wire.TAP_NAME.fullmatch(name)
+    assert os.path.dirname(os.path.join(tap.SYS_NET, name)) == tap.SYS_NET
+
+
+TRUSTED = "[ovs]\nintegration_bridge = br-int\n"
+
+
+@pytest.fixture(scope="module")
+def trap_tree(tmp_path_factory):
+    """Root's files beside traps: a directory vdsm owns, a link of vdsm's in a sticky
+    directory, a root link into vdsm's directory, a FIFO, a loop, a group-writable file."""
+    import pwd
+
+    vdsm = pwd.getpwnam("vdsm")
+    top = tmp_path_factory.mktemp("trust")
+    (top / "etc").mkdir()
+    (top / "etc" / "root.conf").write_text(TRUSTED)
+    (top / "etc" / "writable.conf").write_text("x")
+    os.chmod(top / "etc" / "writable.conf", 0o664)
+    os.mkfifo(top / "etc" / "fifo", 0o600)
+    (top / "etc" / "loop").symlink_to(top / "etc" / "loop")
+    (top / "etc" / "alias.conf").symlink_to("root.conf")
+    (top / "vdsm").mkdir()
+    (top / "vdsm" / "mine.conf").write_text("[ovs]\nintegration_bridge = br-evil\n")
+    for path in (top / "vdsm", top / "vdsm" / "mine.conf"):
+        os.chown(path, vdsm.pw_uid, vdsm.pw_gid)
+    (top / "etc" / "to-vdsm.conf").symlink_to(top / "vdsm" / "mine.conf")
+    (top / "tmp").mkdir()
+    os.chmod(top / "tmp", 0o1777)
+    (top / "tmp" / "vlink").symlink_to(top / "etc" / "root.conf")
+    os.lchown(top / "tmp" / "vlink", vdsm.pw_uid, vdsm.pw_gid)
+    return top
+
+
+PIECES_OF_PATHS = [
+    "etc", "root.conf", "alias.conf", "writable.conf", "fifo", "loop", "to-vdsm.conf",
+    "vdsm", "mine.conf", "tmp", "vlink", "..", ".", "", "missing",
+]  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(PIECES_OF_PATHS), min_size=1, max_size=6))
+def test_root_reads_only_what_root_alone_could_have_written(trap_tree, pieces):
+    """Any path through the traps: root's file, or one line, at once; never vdsm's."""
+    import time
+
+    from qhook.errors import ConfigError
+    from qhook.trust import read_file
+
+    path = str(trap_tree) + "/" + "/".join(pieces)
+    started = time.monotonic()
+    try:
+        data = read_file(path, "fuzz")
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error).startswith("fuzz: ")
+    else:
+        assert data == TRUSTED.encode(), path
+        assert os.path.realpath(path) == str(trap_tree / "etc" / "root.conf")
+    assert time.monotonic() - started < 1

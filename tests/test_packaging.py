@@ -310,11 +310,18 @@ def test_rpm_installs_the_helper_and_its_sudoers_rule(rpm_file, file_modes, extr
     assert file_modes.get("/usr/libexec/vdsm-hook-quantum/qhook-privileged") == "-rwxr-xr-x"
     assert file_modes.get("/etc/sudoers.d/50_vdsm_hook_quantum") == "-r--r-----"
     assert "/etc/sudoers.d/50_vdsm_hook_quantum" in query(rpm_file, "-c").split()
+    from qhook.hookscripts import render_helper, sudoers_rule
+
     helper = (extracted / "usr/libexec/vdsm-hook-quantum/qhook-privileged").read_text()
     assert helper.startswith("#!/usr/bin/python3 -I\n")  # no PYTHONPATH, no user site
+    # Its configuration is fixed in it: the packaged file, never one its caller names.
+    assert helper == render_helper("/usr/bin/python3", "/etc/vdsm/quantum.conf")
     assert "sudo" in query(rpm_file, "--requires").split()
-    visudo = run([require_tool("visudo"), "-cf", extracted / "etc/sudoers.d/50_vdsm_hook_quantum"])
+    rule = extracted / "etc/sudoers.d/50_vdsm_hook_quantum"
+    visudo = run([require_tool("visudo"), "-cf", rule])
     assert "parsed OK" in visudo.stdout
+    # The rule allows the helper with no arguments at all.
+    assert rule.read_text().endswith(sudoers_rule())
 
 
 def test_rpm_ships_the_configuration_and_the_boot_cleanup(rpm_file, file_modes, extracted):
