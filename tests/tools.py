@@ -13,9 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS_DIR = REPO / "hooks"
-FIXTURES_DIR = Path(
-    os.environ.get("QHOOK_FIXTURES", REPO.parent / "shared" / "fixtures" / "domxml")
-)
+# Domain XML captured from oVirt hosts (VDSM's test data; see its README).
+FIXTURES_DIR = Path(os.environ.get("QHOOK_FIXTURES", REPO / "tests" / "fixtures" / "domxml"))
 ERROR_PREFIX = "vdsm-hook-quantum: "
 
 
