@@ -76,7 +76,7 @@ def test_start_refuses_a_foreign_port_and_changes_nothing(vdsm, ovs):
     with pytest.raises(HookFailed) as failed:
         vdsm.start_vm(to_bytes(domain))
     assert (
-        f"Open vSwitch port {second} already exists and belongs to 'somebody-else'"
+        f"Open vSwitch port {second} already exists and belongs to something else"
         in failed.value.run.stderr
     )
     assert first not in hoststate.links(ovs)
