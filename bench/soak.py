@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,9 +58,13 @@ class Host:
         self.ovs = OvsSandbox(work / name, f"qhook-soak-{name}-{os.getpid()}").start()
         self.disk = work / f"{name}-disk"
         self.disk.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.disk)], check=True
-        )
+        try:
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.disk)], check=True
+            )
+        except BaseException:
+            self.ovs.stop()
+            raise
         self.config = work / f"{name}.conf"
         self.config.write_text(
             f"[ovs]\nconnection = {self.ovs.connection}\n"
@@ -344,7 +349,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="qhook-soak-"))
     hosts: List[Host] = []
     try:
-        hosts = [Host(work, "a"), Host(work, "b")]
+        for name in ("a", "b"):
+            hosts.append(Host(work, name))
         foreign = {host.name: host.foreign() for host in hosts}
         soak = Soak(hosts, args.seed)
         began = time.monotonic()
@@ -376,6 +382,7 @@ def main() -> int:
     finally:
         for host in hosts:
             host.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

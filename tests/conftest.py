@@ -10,12 +10,24 @@ from typing import Dict, Optional
 import pytest
 from frames import ETHERTYPE
 from keystone_stack import keystone_in_front_of
+from leaks import HostSnapshot
 from neutron_stack import HOST_B, NeutronStack
 from relay import Relay
 
 from qhook.sandbox import OvnSandbox, OvsSandbox
 from qhook.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, REPO, hook_env, require_tool, run_hook
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_as_found(tmp_path_factory):
+    """A test run leaves the host as it found it: set up before every other fixture and
+    checked after every other is gone, it fails the run naming what was left."""
+    before = HostSnapshot.take()
+    yield
+    left = HostSnapshot.take().left_since(before, tmp_path_factory.getbasetemp())
+    if left:
+        pytest.fail(f"the test run left {len(left)} thing(s): {'; '.join(left)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -248,13 +248,14 @@ def test_a_captured_fixture_validates_as_a_whole(tmp_path):
     assert libvirt_defines(to_bytes(domain), tmp_path).returncode == 0
 
 
-def test_other_hooks_in_the_directory_run_around_ours(env, tmp_path):
+def test_other_hooks_in_the_directory_run_around_ours(env, ovs, tmp_path):
     """VDSM runs every executable in name order; ours sees and keeps earlier edits."""
     from qhook import hookscripts
     from qhook.vdsm_emulator import VdsmEmulator
 
     hooks = tmp_path / "hooks"
-    hookscripts.write_tree(hooks, ["before_vm_start"], hookscripts.SOURCE_INTERPRETER)
+    points = ["before_vm_start", "after_vm_destroy"]
+    hookscripts.write_tree(hooks, points, hookscripts.SOURCE_INTERPRETER)
     earlier = hooks / "before_vm_start" / "10_rename"
     earlier.write_text('#!/bin/sh\nsed -i "s/<name>a2</<name>renamed</" "$_hook_domxml"\n')
     later = hooks / "before_vm_start" / "90_record"
@@ -265,13 +266,18 @@ def test_other_hooks_in_the_directory_run_around_ours(env, tmp_path):
     domain = load_fixture("vm_hibernated.xml")
     set_vnic_properties(domain, "00:1a:4a:16:01:00", seed_properties("openvswitch"))
 
-    run = VdsmEmulator(hooks, env).run_point("before_vm_start", to_bytes(domain))
+    vdsm = VdsmEmulator(hooks, env, wrapper=ovs.netns_exec)
+    run = vdsm.run_point("before_vm_start", to_bytes(domain))
 
     seen = etree.fromstring((tmp_path / "seen.xml").read_bytes())
     assert seen.findtext("name") == "renamed"
     assert seen.find("devices/interface").get("type") == "ethernet"
     assert [s.returncode for s in run.scripts] == [0, 0, 0]
     assert run.data_out == (tmp_path / "seen.xml").read_bytes()
+    tap = seen.find("devices/interface/target").get("dev")
+    assert tap in hoststate.links(ovs)
+    assert not vdsm.destroy_vm(run.data_out).failed
+    assert tap not in hoststate.links(ovs)
 
 
 def test_device_hook_output_is_what_vdsm_puts_in_the_domain(vdsm):
