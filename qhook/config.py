@@ -207,13 +207,27 @@ def read_ini(path: str, data: Optional[bytes] = None) -> Tuple[configparser.Conf
 def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
     """Read the configuration; return it with warnings about ignored sections and keys.
 
-    A missing file means defaults. Bad syntax or a bad value raise ConfigError.
+    A missing default file means the defaults; a file named by $QHOOK_CONFIG must exist.
+    Bad syntax or a bad value raise ConfigError.
     """
     path = config_path(env)
     parser, found = read_ini(path)
     if not found:
+        if env.get(PATH_VARIABLE):
+            raise ConfigError(missing_named_file(path))
         return Config(), []
     return _parsed(parser, path)
+
+
+def missing_named_file(path: str) -> str:
+    return f"{path} does not exist (only the default {DEFAULT_PATH} may be absent)"
+
+
+def described(config: Config) -> str:
+    """Where the configuration came from, for an error line."""
+    if config.source == "defaults":
+        return f"the defaults: {DEFAULT_PATH} is absent"
+    return config.source
 
 
 def load_trusted_config(path: str) -> Tuple[Config, List[str]]:

@@ -13,14 +13,24 @@ def _load(tmp_path, text):
     return load_config({"QHOOK_CONFIG": str(path)})
 
 
-def test_missing_file_means_defaults(tmp_path):
-    config, warnings = load_config({"QHOOK_CONFIG": str(tmp_path / "absent.conf")})
+def test_the_default_file_absent_means_defaults(tmp_path, monkeypatch):
+    monkeypatch.setattr("qhook.config.DEFAULT_PATH", str(tmp_path / "absent.conf"))
+    config, warnings = load_config({})
     assert config == Config() and warnings == []
     assert config.ovs == OvsConfig(
         connection="unix:/var/run/openvswitch/db.sock",
         integration_bridge="br-int",
         plug=PlugMode.HOOK,
         timeout=10.0,
+    )
+
+
+def test_a_named_file_that_is_missing_is_an_error(tmp_path):
+    with pytest.raises(ConfigError) as missing:
+        load_config({"QHOOK_CONFIG": str(tmp_path / "absent.conf")})
+    assert str(missing.value) == (
+        f"{tmp_path}/absent.conf does not exist (only the default /etc/vdsm/quantum.conf "
+        "may be absent)"
     )
 
 

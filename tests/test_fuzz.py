@@ -19,7 +19,7 @@ from qhook.errors import PropertyError
 from qhook.hooking import run
 from qhook.lifecycle import before_device_create
 from qhook.vnic import claims, parse_vnic
-from tools import require_tool
+from tools import DEFAULTS_CONF, require_tool
 
 FUZZ = settings(
     max_examples=150,
@@ -114,7 +114,7 @@ def _run_device_hook(tmp_path, data: bytes, props):
     path = tmp_path / "device.xml"
     path.write_bytes(data)
     err = io.StringIO()
-    env = {"_hook_domxml": str(path), "QHOOK_CONFIG": str(tmp_path / "absent.conf"), **props}
+    env = {"_hook_domxml": str(path), "QHOOK_CONFIG": str(DEFAULTS_CONF), **props}
     code = run("before_device_create", before_device_create, env=env, stderr=err)
     return code, err.getvalue(), path.read_bytes()
 

@@ -12,7 +12,7 @@ from keystone_stack import SHORT_LIFE
 
 from qhook.keystone import KeystonePassword
 from qhook.quantum import QuantumClient, QuantumError
-from tools import qhook_command, without_openrc
+from tools import DEFAULTS_CONF, qhook_command, without_openrc
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def _admin_auth(stack, url=None, password=None):
 
 def _openrc(stack, password=None):
     return without_openrc(
-        QHOOK_CONFIG="/nonexistent/quantum.conf",
+        QHOOK_CONFIG=str(DEFAULTS_CONF),
         OS_AUTH_URL=stack.url,
         OS_USERNAME="admin",
         OS_PASSWORD=password or stack.admin_password,

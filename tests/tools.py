@@ -16,6 +16,8 @@ HOOKS_DIR = REPO / "hooks"
 # Domain XML captured from oVirt hosts (VDSM's test data; see its README).
 FIXTURES_DIR = Path(os.environ.get("QHOOK_FIXTURES", REPO / "tests" / "fixtures" / "domxml"))
 ERROR_PREFIX = "vdsm-hook-quantum: "
+# Every setting at its default: what the tests name instead of the host's configuration.
+DEFAULTS_CONF = REPO / "tests" / "fixtures" / "defaults.conf"
 
 
 def require_tool(name: str) -> str:
@@ -33,7 +35,7 @@ def hook_env(extra: Optional[Mapping[str, str]] = None) -> dict:
     """VDSM-like environment: this interpreter first on PATH, no host configuration."""
     env = {k: v for k, v in os.environ.items() if k not in ("QHOOK_CONFIG", "vmId")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.setdefault("QHOOK_CONFIG", "/nonexistent/qhook-tests/quantum.conf")
+    env.setdefault("QHOOK_CONFIG", str(DEFAULTS_CONF))
     env.update(extra or {})
     return env
 
