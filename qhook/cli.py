@@ -9,10 +9,11 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, NoReturn, Optional
 
 from qhook import PROGRAM, __version__, domxml, engine_cli, hookscripts
-from qhook.errors import QhookError, one_line
+from qhook.config import described
+from qhook.errors import ConfigError, QhookError, one_line
 from qhook.lifecycle import HOOK_POINTS
 
 
@@ -89,7 +90,13 @@ def _run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     """The configuration of `qhook status` and `qhook cleanup`. As root (the boot-time
     cleanup), only from a file root alone could have written, as the helper reads it."""
-    from qhook.config import Config, config_path, load_config, load_trusted_config
+    from qhook.config import (
+        Config,
+        config_path,
+        load_config,
+        load_trusted_config,
+        missing_named_file,
+    )
     from qhook.trust import MissingFile
 
     env = dict(os.environ)
@@ -99,12 +106,25 @@ def _load(args: argparse.Namespace):
         try:
             config, warnings = load_trusted_config(config_path(env))
         except MissingFile:
+            if env.get("QHOOK_CONFIG"):
+                raise ConfigError(missing_named_file(config_path(env))) from None
             config, warnings = Config(), []
     else:
         config, warnings = load_config(env)
     for warning in warnings:
         sys.stderr.write(f"qhook: warning: {warning}\n")
     return config
+
+
+def _seconds(text: str) -> float:
+    """A --grace value: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!a} is not a number of seconds") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!a}: expected 0 or more seconds")
+    return value
 
 
 def _yes(value: Optional[bool]) -> str:
@@ -114,7 +134,10 @@ def _yes(value: Optional[bool]) -> str:
 def _status(args: argparse.Namespace) -> int:
     from qhook import inventory
 
-    entries, problem = inventory.survey(_load(args), args.grace)
+    config = _load(args)
+    entries, problem = inventory.survey(config, args.grace)
+    if problem:
+        problem = f"{problem} (configuration: {described(config)})"
     if args.json:
         print(json.dumps({"ports": [e.as_dict() for e in entries], "ovs_error": problem}, indent=2))
     else:
@@ -145,9 +168,12 @@ def _cleanup(args: argparse.Namespace) -> int:
     config = _load(args)
     entries, problem = inventory.survey(config, args.grace)
     if problem:
-        return _fail(f"{problem}; nothing removed")
-    for line in inventory.clean(config, entries, args.dry_run):
+        return _fail(f"{problem} (configuration: {described(config)}); nothing removed")
+    done = inventory.clean(config, entries, args.dry_run)
+    for line in done:
         print(line)
+    if not done:
+        print("nothing to remove: no stale tap or port of this package on this host")
     if args.quantum:
         # What the first pass removes (or would) is no VM's any more.
         alive = [entry for entry in entries if not entry.stale]
@@ -162,13 +188,18 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from qhook.demo import run_demo
+    from qhook.demo import run_demo, stop_demo
     from qhook.sandbox import SandboxError
 
     try:
+        if args.stop:
+            return stop_demo(args.stop)
         return run_demo(args.domxml, args.keep, _show_interfaces, with_vm=not args.no_vm)
-    except (SandboxError, OSError) as error:
+    except (SandboxError, QhookError) as error:
         return _fail(f"demo: {error}")
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(f"demo: {where}{error.strerror or error}")
     except KeyboardInterrupt:
         return _fail("demo: interrupted; everything it started is stopped")
 
@@ -200,6 +231,8 @@ def _hooks(args: argparse.Namespace) -> int:
     if args.action == "helper":
         return _helper(args, interpreter)
     if args.action == "print":
+        if args.point is None:
+            return _fail(f"hooks print needs a hook point: one of {', '.join(sorted(HOOK_POINTS))}")
         if args.point not in HOOK_POINTS:
             return _fail(f"{args.point!a} is not a hook point of this package")
         sys.stdout.write(hookscripts.render(args.point, interpreter))
@@ -216,6 +249,11 @@ def _hooks(args: argparse.Namespace) -> int:
 
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# 68 to 65535 (the MTU range the hooks accept), without leading zeros.
+MTU_PATTERN = (
+    "(6[89]|[7-9][0-9]|[1-9][0-9]{2,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    "|655[0-2][0-9]|6553[0-5])"
+)
 
 
 def engine_config_command(cluster_version: str) -> str:
@@ -224,7 +262,7 @@ def engine_config_command(cluster_version: str) -> str:
 
     plugins = "|".join(sorted(SEED_PLUGINS))
     properties = [f"plugin=^({plugins})$"] + [f"{name}=^{UUID_PATTERN}$" for name in SEED_IDS]
-    properties.append(f"{MTU}=^[0-9]{{2,5}}$")
+    properties.append(f"{MTU}=^{MTU_PATTERN}$")
     value = "{type=interface;prop={" + ";".join(properties) + "}}"
     return f"engine-config -s CustomDeviceProperties='{value}' --cver={cluster_version}"
 
@@ -239,8 +277,17 @@ def _engine_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (--help shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        self.exit(2, f"qhook: {where}{one_line(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qhook", description=f"{PROGRAM}: oVirt vNICs on Quantum/Neutron networks."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -288,6 +335,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("domxml", nargs="?", help="domain XML (default: the bundled example)")
     demo.add_argument("--keep", action="store_true", help="leave it all running to explore")
     demo.add_argument("--no-vm", action="store_true", help="run the hooks without booting a VM")
+    demo.add_argument(
+        "--stop",
+        metavar="DIR",
+        help="stop everything a demo kept with --keep started (its directory, as it printed)",
+    )
     demo.set_defaults(handler=_demo)
 
     hooks = commands.add_parser(
@@ -313,7 +365,7 @@ def _parser() -> argparse.ArgumentParser:
         "engine-config",
         help="print the engine-config command defining the vNIC custom properties",
         description="Print the engine-config command that defines the custom device "
-        "properties (plugin, q_network_id, q_port_id, q_attachment_id) for interfaces, "
+        "properties (plugin, q_network_id, q_port_id, q_attachment_id, mtu) for interfaces, "
         "with strict patterns, for a cluster version.",
     )
     engine.add_argument("--cver", default="4.7", help="cluster version (default 4.7)")
@@ -328,7 +380,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--config", help="configuration file")
         command.add_argument(
             "--grace",
-            type=float,
+            type=_seconds,
             default=120.0,
             help="a tap no VM holds counts as stale only when plugged longer ago than this "
             "many seconds (default 120), so a starting VM keeps its tap",
@@ -353,7 +405,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.handler(args)
     except KeyboardInterrupt:
         return _fail("interrupted")
-    except Exception as error:  # one line, never a traceback
+    except QhookError as error:  # the operator's to fix: one line (JSON with --json)
+        kind = engine_cli.KIND_CONFIG if isinstance(error, ConfigError) else None
+        return engine_cli.say_error(args, error, 2, kind)
+    except Exception as error:  # a bug of ours: still one line, never a traceback
         return _fail(f"internal error: {type(error).__name__}: {error}")
 
 

@@ -3,7 +3,9 @@
 vSwitch with OVN as the agent and a real libvirt, all in one network namespace, showing
 step by step what happens on the "host"."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from typing import Callable, List, Optional, Tuple
 from qhook import domxml, hookscripts
 from qhook.errors import QhookError
 from qhook.lifecycle import HOOK_POINTS
-from qhook.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
+from qhook.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox, stop_everything
 from qhook.vdsm_emulator import VdsmEmulator
 from qhook.vnic import Plugin, QuantumVnic, parse_vnic
 
@@ -24,6 +26,8 @@ DEMO_VM = EXAMPLES / "ovirt-demo-vm.xml"
 LINUX_BRIDGE_WAIT = 3
 DHCP_WAIT = 60
 QEMU_PATHS = ("/usr/bin/qemu-system-x86_64", "/usr/libexec/qemu-kvm")
+KEPT = "kept-demo.json"  # in a kept demo's directory: what `--stop` needs
+WORK_PREFIX = "qhook-demo-"
 
 
 def _step(title: str) -> float:
@@ -143,11 +147,14 @@ def run_demo(
 ) -> int:
     """The whole demo; returns the exit code."""
     path = Path(domxml_path) if domxml_path else DEMO_VM
-    if not path.exists():
-        raise OSError(f"{path} does not exist: name a domain XML with oVirt metadata")
-    original = path.read_bytes()
+    try:
+        original = path.read_bytes()
+    except OSError as error:
+        raise QhookError(
+            f"cannot read {path}: {error.strerror}: name a domain XML with oVirt metadata"
+        ) from None
     vnics = _vnics(original)
-    work = Path(tempfile.mkdtemp(prefix="qhook-demo-"))
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
     sandbox = OvsSandbox(work / "ovs", f"qhook-demo-{os.getpid()}")
     ovn = OvnSandbox(sandbox, system_id="qhook-demo-host")
     use_libvirt, why_not = _libvirt_wanted(with_vm)
@@ -177,8 +184,8 @@ def run_demo(
             )
         if libvirt is not None:
             started = _step(
-                "starting libvirtd in the same namespace (the first start probes "
-                "QEMU for a few seconds)"
+                "starting libvirtd in the same namespace (in its new private directory it "
+                "has no cache, so it probes QEMU's capabilities first: seconds)"
             )
             libvirt.start()
             _done(started)
@@ -220,10 +227,13 @@ def run_demo(
             vm_name = _boot(libvirt, sandbox, start.domain_xml, work, vnics[0])
             _done(started)
         if keep:
-            _explore(sandbox, ovn, libvirt, config)
+            _explore(work, sandbox, libvirt, config)
             return 0
 
-        started = _step("stopping the VM: virsh destroy, then after_vm_destroy")
+        if vm_name is not None:
+            started = _step("stopping the VM: virsh destroy, then after_vm_destroy")
+        else:
+            started = _step("the VM stops (no VM was booted): after_vm_destroy")
         if vm_name is not None and libvirt is not None:
             libvirt.virsh("destroy", vm_name)
             libvirt.virsh("undefine", vm_name)
@@ -244,17 +254,53 @@ def run_demo(
 
 
 def _explore(
-    sandbox: OvsSandbox, ovn: OvnSandbox, libvirt: Optional[LibvirtSandbox], config: Path
+    work: Path, sandbox: OvsSandbox, libvirt: Optional[LibvirtSandbox], config: Path
 ) -> None:
-    processes = [*ovn.processes.values(), *sandbox.processes.values()]
-    if libvirt is not None and libvirt.process is not None:
-        processes.append(libvirt.process)
-    print(
-        f"\nLeft running (--keep). Explore, then clean up:\n"
-        f"  ip netns exec {sandbox.name} {sys.executable} -m qhook.cli status --config {config}\n"
-        f"  ovs-vsctl --db={sandbox.connection} show\n"
-        f"  ip netns exec {sandbox.name} ip -d link"
+    """What a kept demo leaves: a `qhook` for its "host", and one command to stop it all."""
+    wrapper = work / "qhook"
+    wrapper.write_text(
+        "#!/bin/sh\n# qhook on the kept demo's host: its network namespace and configuration.\n"
+        f"QHOOK_CONFIG={config} exec ip netns exec {sandbox.name} "
+        f'{sys.executable} -m qhook.cli "$@"\n'
     )
+    wrapper.chmod(0o755)
+    (work / KEPT).write_text(json.dumps({"netns": sandbox.name, "libvirt": bool(libvirt)}))
+    print(f"\nLeft running (--keep), all of it in {work}. Explore:")
+    print(f"  {wrapper} status")
+    print(f"  ovs-vsctl --db={sandbox.connection} show")
+    print(f"  ip netns exec {sandbox.name} ip -d link")
     if libvirt is not None:
         print(f"  virsh -c '{libvirt.uri}' list --all")
-    print(f"  kill {' '.join(str(p.pid) for p in processes)}; ip netns delete {sandbox.name}")
+    print(f"Then stop everything (QEMU, libvirtd, OVN, Open vSwitch) and remove {work}:")
+    print(f"  ./demo --stop {work}")
+
+
+def stop_demo(directory: str) -> int:
+    """Stop everything a kept demo started, and remove its directory."""
+    work = Path(directory).resolve()
+    try:
+        kept = json.loads((work / KEPT).read_text())
+        netns = kept["netns"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise QhookError(f"{directory} is not the directory of a kept demo (no {KEPT})") from None
+    if not work.name.startswith(WORK_PREFIX) or not re.fullmatch(r"qhook-demo-\d+", str(netns)):
+        raise QhookError(f"{directory} is not the directory of a kept demo")
+    started = _step(f"stopping the kept demo in {work} (network namespace {netns})")
+    if kept.get("libvirt"):
+        libvirt = LibvirtSandbox(work / "libvirt", OvsSandbox(work / "ovs", netns))
+        for name in _running_domains(libvirt):
+            libvirt.virsh("destroy", name, timeout=30)
+    count = stop_everything(netns, work)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"    stopped {count} processes; namespace {netns} and {work} are gone")
+    _done(started)
+    return 0
+
+
+def _running_domains(libvirt: LibvirtSandbox) -> List[str]:
+    from qhook.sandbox import SandboxError
+
+    try:
+        return libvirt.virsh("list", "--name", timeout=30).split()
+    except (SandboxError, subprocess.TimeoutExpired):
+        return []  # libvirtd is gone already: its QEMU is stopped by PID below

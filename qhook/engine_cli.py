@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 from qhook.errors import ConfigError, PropertyError, QhookError, one_line
 
@@ -19,27 +19,44 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _say_error(args: argparse.Namespace, error: QhookError, status: int) -> int:
+# The `kind` of an error that is not the server's: what the operator has to fix.
+KIND_CONFIG = "Configuration"
+KIND_USAGE = "Usage"
+KIND_MISSING = "MissingDependency"
+
+
+def say_error(
+    args: argparse.Namespace, error: QhookError, status: int, kind: Optional[str] = None
+) -> int:
+    """One line on stderr; with --json also {"error": {"message", "kind", "status"}} on
+    stdout (status: the server's HTTP status, or null). Returns the exit status."""
     line = f"qhook: {one_line(str(error))}\n"
     sys.stderr.write(line.encode("ascii", "backslashreplace").decode("ascii"))
     if getattr(args, "json", False):
-        body = {"message": one_line(str(error)), "kind": getattr(error, "kind", None)}
-        if getattr(error, "status", None) is not None:
-            body["status"] = error.status  # type: ignore[attr-defined]
+        body = {
+            "message": one_line(str(error)),
+            "kind": getattr(error, "kind", None) or kind,
+            "status": getattr(error, "status", None),
+        }
         print(json.dumps({"error": body}, indent=2))
     return status
+
+
+MISSING_REQUESTS = (
+    "qhook network and qhook port need the Python library requests: install "
+    "vdsm-hook-quantum-engine (EL) or pip install 'vdsm-hook-quantum[engine]'"
+)
 
 
 def _client(args: argparse.Namespace):
     """A client built from [quantum], the OS_* variables and the command line."""
     from qhook.quantum_connect import connect
-    from qhook.quantum_settings import load_quantum_settings, with_overrides
+    from qhook.quantum_settings import load_quantum_settings
 
     env = dict(os.environ)
     if args.config:
         env["QHOOK_CONFIG"] = os.path.abspath(args.config)
-    settings, warnings = load_quantum_settings(env)
-    settings = with_overrides(settings, url=args.url)
+    settings, warnings = load_quantum_settings(env, url=args.url)
     for warning in warnings:
         sys.stderr.write(f"qhook: warning: {warning}\n")
     trace = None
@@ -254,17 +271,23 @@ def _port_list(args, client, settings) -> Any:
 
 def _runner(action: Callable[..., Any]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from qhook.engine import UsageError
-        from qhook.quantum import QuantumError
-
+        try:
+            from qhook.engine import UsageError
+            from qhook.quantum import QuantumError
+        except ImportError as error:
+            if error.name not in ("requests", "urllib3"):
+                raise
+            return say_error(args, QhookError(MISSING_REQUESTS), EXIT_USAGE, KIND_MISSING)
         try:
             client, settings = _client(args)
             with client:
                 result = action(args, client, settings)
-        except (ConfigError, UsageError, PropertyError) as error:
-            return _say_error(args, error, EXIT_USAGE)
+        except ConfigError as error:
+            return say_error(args, error, EXIT_USAGE, KIND_CONFIG)
+        except (UsageError, PropertyError) as error:
+            return say_error(args, error, EXIT_USAGE, KIND_USAGE)
         except QuantumError as error:
-            return _say_error(args, error, EXIT_REFUSED)
+            return say_error(args, error, EXIT_REFUSED)
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))
         return 0
@@ -275,8 +298,8 @@ def _runner(action: Callable[..., Any]) -> Callable[[argparse.Namespace], int]:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        help="configuration file with a [quantum] section "
-        "(default: $QHOOK_CONFIG or /etc/vdsm/quantum.conf)",
+        help="configuration file with a [quantum] section (default: $QHOOK_CONFIG, else "
+        "/etc/vdsm-hook-quantum/engine.conf, else /etc/vdsm/quantum.conf)",
     )
     parser.add_argument(
         "--url",

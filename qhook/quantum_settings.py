@@ -12,10 +12,16 @@ import enum
 import os
 import re
 import stat
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from qhook.config import DEFAULT_PATH, PATH_VARIABLE, read_ini, timeout_seconds
+from qhook.config import (
+    DEFAULT_PATH,
+    PATH_VARIABLE,
+    missing_named_file,
+    read_ini,
+    timeout_seconds,
+)
 from qhook.errors import ConfigError, shown
 
 SECTION = "quantum"
@@ -171,20 +177,28 @@ def _check_secret_file(path: str, keys: List[str]) -> None:
 
 
 def settings_path(env: Mapping[str, str]) -> str:
-    """$QHOOK_CONFIG, else the engine package's file, else the host's."""
+    """$QHOOK_CONFIG, else the engine package's file, else the host's; with neither, the
+    engine's (the one to write)."""
     if env.get(PATH_VARIABLE):
         return env[PATH_VARIABLE]
-    return ENGINE_PATH if os.path.exists(ENGINE_PATH) else DEFAULT_PATH
+    return (
+        DEFAULT_PATH
+        if os.path.exists(DEFAULT_PATH) and not os.path.exists(ENGINE_PATH)
+        else ENGINE_PATH
+    )
 
 
 def load_quantum_settings(
-    env: Mapping[str, str], data: Optional[bytes] = None
+    env: Mapping[str, str], data: Optional[bytes] = None, **given: Optional[str]
 ) -> Tuple[QuantumSettings, List[str]]:
-    """The settings from the file's [quantum] section and the OS_* variables; warnings.
+    """The settings from the file's [quantum] section, the OS_* variables and the command
+    line (`given`, None: not given), each over the one before; warnings.
 
     data: the file's contents, already read (and checked) by the caller."""
     path = settings_path(env)
     parser, found = read_ini(path, data)
+    if not found and env.get(PATH_VARIABLE):
+        raise ConfigError(missing_named_file(path))
     values: Dict[str, object] = {}
     origins: Dict[str, str] = {}
     warnings: List[str] = []
@@ -204,6 +218,10 @@ def load_quantum_settings(
         if raw:
             values[key] = _converted(_KEYS[key], raw.strip(), variable, key)
             origins[key] = variable
+    for key, raw in given.items():
+        if raw is not None:
+            values[key] = _converted(_KEYS[key], raw.strip(), f"--{key}", key)
+            origins[key] = "command line"
     if "auth" not in values:
         values["auth"] = (
             AuthKind.KEYSTONE
@@ -234,17 +252,19 @@ def _check_complete(settings: QuantumSettings, path: str) -> None:
         AuthKind.KEYSTONE: ("auth_url", "username", "password", "project_name"),
     }[settings.auth]
     missing = [key for key in needed if getattr(settings, key) is None]
-    if missing:
-        variables = {key: name for name, key in ENVIRONMENT.items()}
-        wanted = ", ".join(f"{key} ({variables[key]})" for key in missing)
+    if not missing:
+        return
+    where = f"[{SECTION}] of {path} or in the environment"
+    if settings.origins.get("auth") == "implied" and set(settings.origins) == {"auth"}:
         raise ConfigError(
-            f"Quantum with auth {settings.auth.value} needs {wanted}: "
-            f"set them in [{SECTION}] of {path} or in the environment"
+            f"Quantum is not configured: set url (OS_NETWORK_URL), or auth = keystone with "
+            f"auth_url, username, password and project_name (an openrc's OS_* variables), "
+            f"in {where}"
         )
-
-
-def with_overrides(settings: QuantumSettings, **values: object) -> QuantumSettings:
-    """The settings with command-line values in place (None means not given)."""
-    given = {k: v for k, v in values.items() if v is not None}
-    origins = {**settings.origins, **{k: "command line" for k in given}}
-    return replace(settings, **given, origins=origins)  # type: ignore[arg-type]
+    variables = {key: name for name, key in ENVIRONMENT.items()}
+    wanted = ", ".join(f"{key} ({variables[key]})" for key in missing)
+    chosen = "" if settings.origins.get("auth") != "implied" else " (implied by what is set)"
+    them = "it" if len(missing) == 1 else "them"
+    raise ConfigError(
+        f"Quantum with auth {settings.auth.value}{chosen} needs {wanted}: set {them} in {where}"
+    )

@@ -61,6 +61,65 @@ def _stop(processes: Dict[str, subprocess.Popen], labels: List[str]) -> None:
             process.wait(timeout=10)
 
 
+def _in_namespace(pid: str, namespace: Optional[os.stat_result]) -> bool:
+    if namespace is None:
+        return False
+    try:
+        mine = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (namespace.st_dev, namespace.st_ino)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (PID 1 in a container may not reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def processes_of(netns: str, directory: Path) -> List[int]:
+    """Every process running in this network namespace, or whose command line names
+    this directory (the daemons a sandbox started outside the namespace)."""
+    try:
+        namespace: Optional[os.stat_result] = os.stat(f"/run/netns/{netns}")
+    except OSError:
+        namespace = None
+    mark = str(directory)
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if _in_namespace(pid, namespace) or mark in command:
+            found.append(int(pid))
+    return sorted(pid for pid in found if _alive(pid))
+
+
+def stop_everything(netns: str, directory: Path, timeout: float = 10) -> int:
+    """Stop, by PID, whatever runs in the namespace or from the directory (SIGTERM, then
+    SIGKILL after `timeout`), then delete the namespace; the number of processes."""
+    pids = processes_of(netns, directory)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
+    return len(pids)
+
+
 class OvsSandbox:
     """ovsdb-server + ovs-vswitchd in network namespace `name`, files under `directory`."""
 

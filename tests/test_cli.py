@@ -103,6 +103,40 @@ def test_demo_runs_a_real_vm_start_to_finish_and_leaves_nothing(ovs):
     assert left.stdout == "", left.stdout
 
 
+def test_a_kept_demo_is_explored_simply_and_stopped_with_one_command():
+    """--keep leaves the VM running; the qhook it prints works on the demo's host; --stop
+    ends every process (QEMU too), the namespace and the directory."""
+    import re
+
+    for tool in ("ovn-controller", "libvirtd", "tcpdump"):
+        require_tool(tool)
+    kept = _qhook("demo", "--keep")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    work = re.search(r"^  \./demo --stop (/\S+)$", kept.stdout, re.M).group(1)
+    netns = re.search(r"network namespace (qhook-demo-\d+)", kept.stdout).group(1)
+    try:
+        status = subprocess.run(
+            [f"{work}/qhook", "status"], capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stderr
+        assert "tap8e5f2a1c-4b" in status.stdout  # the running VM's vNIC, seen from its host
+        running = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True)
+        assert running.stdout.strip(), "the kept demo's VM is not running"
+    finally:
+        stopped = _qhook("demo", "--stop", work)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    from qhook.sandbox import processes_of
+
+    assert processes_of(netns, work) == []
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert netns not in listed
+    import os
+
+    assert not os.path.exists(work)
+    again = _qhook("demo", "--stop", work)
+    assert again.returncode == 2 and "is not the directory of a kept demo" in again.stderr
+
+
 def test_demo_without_a_vm_on_another_domain():
     require_tool("ovn-controller")
     from domains import EXAMPLE as OTHER
@@ -110,6 +144,7 @@ def test_demo_without_a_vm_on_another_domain():
     result = _qhook("demo", "--no-vm", str(OTHER))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(no VM will boot: --no-vm)" in result.stdout
+    assert "virsh destroy" not in result.stdout and "no VM was booted" in result.stdout
     assert "the agent has not wired tapc4d5e6f7-a8 within 3 s; starting anyway" in result.stdout
 
 

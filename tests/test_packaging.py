@@ -372,7 +372,7 @@ def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_
     env = without_openrc(QHOOK_CONFIG=str(extracted / ENGINE_PATH.lstrip("/")))
     done = qhook_command(env, "network", "list", timeout=60)
     assert done.returncode == 2
-    assert "Quantum with auth noauth needs url (OS_NETWORK_URL)" in done.stderr
+    assert "Quantum is not configured: set url (OS_NETWORK_URL)" in done.stderr
 
 
 def test_the_host_package_ships_the_quantum_settings_for_root_alone(rpms, file_modes, extracted):

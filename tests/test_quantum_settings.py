@@ -11,7 +11,7 @@ from relay import Relay
 from qhook.config import load_config
 from qhook.errors import ConfigError
 from qhook.quantum_settings import AuthKind, load_quantum_settings
-from tools import qhook_command, require_tool, without_openrc
+from tools import DEFAULTS_CONF, qhook_command, require_tool, without_openrc
 
 SECRET = "pw-" + uuid.uuid4().hex
 
@@ -72,7 +72,8 @@ def test_a_world_readable_file_with_a_secret_is_refused(tmp_path):
             "needs username (OS_USERNAME), password (OS_PASSWORD), project_name (OS_PROJECT_NAME)",
         ),
         ("[quantum]\nauth = token\nurl = http://c:9696\n", {}, "needs token (OS_TOKEN)"),
-        ("", {}, "Quantum with auth noauth needs url (OS_NETWORK_URL)"),
+        ("", {}, "Quantum is not configured: set url (OS_NETWORK_URL), or auth = keystone"),
+        ("[quantum]\ntimeout = 5\n", {}, "auth noauth (implied by what is set) needs url"),
         ("[quantum]\nurl = ftp://c\n", {}, "url = 'ftp://c' is invalid"),
         ("[quantum]\nurl = http://c:9696\ntimeout = 0\n", {}, "timeout = '0' is invalid"),
         (
@@ -195,7 +196,7 @@ def test_tls_refuses_an_unknown_ca_and_trusts_the_configured_one(tmp_path, tls_a
     trusted = qhook_command(env, "network", "list", "--json")
     assert trusted.returncode == 0, trusted.stderr
     assert "networks" in trusted.stdout
-    env = _clean_env(tmp_path / "none.conf")
+    env = _clean_env(DEFAULTS_CONF)
     env.update(OS_NETWORK_URL=tls_api, OS_CACERT=str(certificates / "ca.pem"))
     assert qhook_command(env, "network", "list").returncode == 0
     env["OS_CACERT"] = str(tmp_path / "missing.pem")
