@@ -219,6 +219,8 @@ def _helper(args: argparse.Namespace, interpreter: str) -> int:
     helper.write_text(hookscripts.render_helper(interpreter, config))
     helper.chmod(0o755)
     print(f"# wrote {helper}; it reads its configuration from {config} only.")
+    if not os.path.exists(config):
+        print(f"# {config} does not exist yet: the helper refuses to work until it does.")
     print("# Install this as /etc/sudoers.d/50_vdsm_hook_quantum (mode 0440, visudo -c):")
     sys.stdout.write(hookscripts.sudoers_rule(str(helper)))
     return 0

@@ -41,6 +41,13 @@ def ovs_ports(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:
     return {name: {"external_ids": dict(external_ids[1])} for name, external_ids in table["data"]}
 
 
+def add_port(ovs: OvsSandbox, bridge: str, name: str, **external_ids: str) -> None:
+    """A port row of this name on the bridge, its Interface carrying these external_ids
+    (a device of that name need not exist: ovs-vswitchd then only complains)."""
+    pairs = [f"external_ids:{key}={value}" for key, value in external_ids.items()]
+    ovs.vsctl("add-port", bridge, name, "--", "set", "Interface", name, *pairs)
+
+
 def bridge_ports(ovs: OvsSandbox, bridge: str = "br-int") -> set:
     return set(ovs.vsctl("list-ports", bridge).split())
 

@@ -131,3 +131,18 @@ def helper_as_vdsm(
     except ValueError:
         answer = done.stdout.decode(errors="replace")
     return done.returncode, answer, done.stderr.decode(errors="replace")
+
+
+def attachment_request(host_id: str, mac: str, **extra) -> dict:
+    """One attachment of a plug, repair or move request, as the hooks send it."""
+    return {
+        "host_id": host_id,
+        "mac": mac,
+        "plugin": "openvswitch",
+        "multiqueue": False,
+        "mtu": None,
+        "network_id": None,
+        "mirror": False,
+        "tap": None,
+        **extra,
+    }

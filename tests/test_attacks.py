@@ -17,7 +17,7 @@ from pathlib import Path
 import hoststate
 import pytest
 from domains import new_id
-from installed_host import helper_as_vdsm, installed_host
+from installed_host import attachment_request, helper_as_vdsm, installed_host
 
 from qhook import wire
 from tools import holding_tap, qhook_on_host
@@ -47,22 +47,8 @@ def _vdsm_owned(path: Path) -> Path:
     return path
 
 
-def _attachment(host_id: str, mac: str, **extra) -> dict:
-    return {
-        "host_id": host_id,
-        "mac": mac,
-        "plugin": "openvswitch",
-        "multiqueue": False,
-        "mtu": None,
-        "network_id": None,
-        "mirror": False,
-        "tap": None,
-        **extra,
-    }
-
-
 def _plug(vm: str, host_id: str, mac: str) -> dict:
-    return {"verb": "plug", "vm": vm, "attachments": [_attachment(host_id, mac)]}
+    return {"verb": "plug", "vm": vm, "attachments": [attachment_request(host_id, mac)]}
 
 
 def _remove(vm: str, names) -> dict:
@@ -212,22 +198,10 @@ def test_an_interface_name_from_open_vswitch_is_never_a_path(host, ovs, tmp_path
     (trap / "ifalias").symlink_to(canary)
     vm, old, new, mac = new_id(), new_id(), new_id(), "02:00:00:0a:00:04"
     name = str(trap)
-    ovs.vsctl(
-        "add-port",
-        "br-int",
-        name,
-        "--",
-        "set",
-        "Interface",
-        name,
-        "external_ids:vdsm-hook-quantum=owned",
-        f"external_ids:vm-uuid={vm}",
-        f"external_ids:attached-mac={mac}",
-        f"external_ids:iface-id={old}",
-        f"external_ids:vdsm-hook-quantum-previous-iface-id={new}",
-    )
+    ours = {"vdsm-hook-quantum": "owned", "vm-uuid": vm, "attached-mac": mac, "iface-id": old}
+    hoststate.add_port(ovs, "br-int", name, **ours, **{"vdsm-hook-quantum-previous-iface-id": new})
     try:
-        move = {"verb": "move", "vm": vm, "attachments": [_attachment(new, mac)]}
+        move = {"verb": "move", "vm": vm, "attachments": [attachment_request(new, mac)]}
         code, answer, stderr = helper_as_vdsm(host, ovs.netns_exec, move)
         assert code == 2
         assert "has no port of this package" in _one_clear_line(answer, stderr)
@@ -278,11 +252,6 @@ def test_root_keeps_no_notes_in_a_directory_others_can_write(ovs, api, tmp_path,
 # -- 3: foreign Open vSwitch ports --------------------------------------------------------
 
 
-def _foreign_port(ovs, bridge: str, name: str, **ids: str) -> None:
-    pairs = [f"external_ids:{key}={value}" for key, value in ids.items()]
-    ovs.vsctl("add-port", bridge, name, "--", "set", "Interface", name, *pairs)
-
-
 def _interface_where(ovs, name: str):
     """(the bridge holding the port of this name, its Interface's external_ids)."""
     bridge = ovs.vsctl("port-to-br", name).strip()
@@ -300,7 +269,7 @@ def test_a_foreign_port_with_the_vnics_ids_is_never_taken(host, ovs, where):
     vm, port, mac = new_id(), new_id(), "02:00:00:0a:00:06"
     name = _tap(port)
     ids = {"iface-id": port, "attached-mac": mac, "owner": "neutron-dhcp"}
-    _foreign_port(ovs, bridge, name, **ids)
+    hoststate.add_port(ovs, bridge, name, **ids)
     try:
         code, answer, stderr = helper_as_vdsm(host, ovs.netns_exec, _plug(vm, port, mac))
         assert code == 2
@@ -325,7 +294,7 @@ def test_libvirt_plug_mode_never_clears_a_port_it_cannot_prove_is_the_vms(libvir
     vm, port, mac = new_id(), new_id(), "02:00:00:0a:00:07"
     name = _tap(port)
     ids = {"iface-id": port, "attached-mac": mac}
-    _foreign_port(ovs, "br-int", name, **ids)
+    hoststate.add_port(ovs, "br-int", name, **ids)
     try:
         code, answer, stderr = helper_as_vdsm(libvirt_host, ovs.netns_exec, _plug(vm, port, mac))
         assert code == 2
@@ -361,7 +330,7 @@ def test_a_foreign_tap_is_never_plugged_remarked_or_deleted(host, ovs, tmp_path)
     alias = "somebody else's tap"
     _foreign_tap(ovs, name, alias)
     try:
-        repair = {"verb": "repair", "vm": vm, "attachments": [_attachment(old, mac)]}
+        repair = {"verb": "repair", "vm": vm, "attachments": [attachment_request(old, mac)]}
         code, answer, _ = helper_as_vdsm(host, ovs.netns_exec, repair)
         assert code == 0 and answer["repaired"] == []
         assert answer["problems"] == [f"device {name} of vNIC {mac} is not this VM's tap"]
@@ -369,8 +338,8 @@ def test_a_foreign_tap_is_never_plugged_remarked_or_deleted(host, ovs, tmp_path)
 
         # Our port of that name (its own tap gone), found by the move by VM and MAC.
         ours = {"vdsm-hook-quantum": "owned", "vm-uuid": vm, "attached-mac": mac}
-        _foreign_port(ovs, "br-int", name, **ours, **{"iface-id": old})
-        move = {"verb": "move", "vm": vm, "attachments": [_attachment(new, mac)]}
+        hoststate.add_port(ovs, "br-int", name, **ours, **{"iface-id": old})
+        move = {"verb": "move", "vm": vm, "attachments": [attachment_request(new, mac)]}
         code, answer, stderr = helper_as_vdsm(host, ovs.netns_exec, move)
         assert code == 2
         assert _one_clear_line(answer, stderr) == (
@@ -485,3 +454,24 @@ def test_a_request_larger_than_the_limit_is_refused_without_reading_it_all(host,
     code, answer, stderr = helper_as_vdsm(host, ovs.netns_exec, data)
     assert code == 2
     assert "larger than" in _one_clear_line(answer, stderr)
+
+
+def test_the_work_budget_ends_the_helper_even_in_the_middle_of_a_call():
+    """The backstop behind every bounded call: once the budget is spent the helper gets
+    OutOfTime wherever it is (its undo paths run), and is killed LAST_WORDS later."""
+    import signal
+
+    from qhook.privileged import OutOfTime, _out_of_time
+
+    previous = signal.getsignal(signal.SIGALRM)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutOfTime):
+            _out_of_time(0.2)
+            time.sleep(5)
+        assert 0.15 < time.monotonic() - started < 2
+        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL  # next: the kill
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -194,3 +194,27 @@ def test_engine_config_defines_mtu_exactly_as_the_hooks_take_it():
     assert accepted == list(range(68, 65_536))
     for text in ("068", "0", "", "65536", "1e3", "+100", " 100"):
         assert not pattern.fullmatch(text), text
+
+
+def test_cleanup_with_nothing_to_remove_says_so(tmp_path):
+    from qhook.sandbox import OvsSandbox
+
+    sandbox = OvsSandbox(tmp_path / "ovs", f"qhook-empty-{os.getpid()}").start()
+    try:
+        config = tmp_path / "quantum.conf"
+        config.write_text(f"[ovs]\nconnection = {sandbox.connection}\n")
+        for dry in ([], ["--dry-run"]):
+            done = subprocess.run(
+                [*sandbox.netns_exec, sys.executable, "-m", "qhook.cli", "cleanup", *dry],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=hook_env({"QHOOK_CONFIG": str(config)}),
+            )
+            assert (done.returncode, done.stderr) == (0, ""), done.stderr
+            assert done.stdout == (
+                "nothing to remove: no stale tap or port of this package on this host\n"
+            )
+    finally:
+        sandbox.stop()

@@ -40,16 +40,7 @@ def _foreign_tap(ovs, name):
 
 def _foreign_port(ovs, name, iface_id):
     """Somebody else's port: a row only (no device behind it, so vswitchd just complains)."""
-    ovs.vsctl(
-        "add-port",
-        "br-int",
-        name,
-        "--",
-        "set",
-        "Interface",
-        name,
-        f"external_ids:iface-id={iface_id}",
-    )
+    hoststate.add_port(ovs, "br-int", name, **{"iface-id": iface_id})
 
 
 def test_start_refuses_a_foreign_tap_and_changes_nothing(vdsm, ovs):

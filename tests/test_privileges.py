@@ -15,7 +15,13 @@ import time
 import hoststate
 import pytest
 from domains import quantum_vm, seed_properties, to_bytes
-from installed_host import as_vdsm, emulator_as_vdsm, helper_as_vdsm, installed_host
+from installed_host import (
+    as_vdsm,
+    attachment_request,
+    emulator_as_vdsm,
+    helper_as_vdsm,
+    installed_host,
+)
 
 from qhook.vdsm_emulator import HookFailed
 from tools import ERROR_PREFIX, REPO, error_lines, hook_env, require_tool
@@ -103,16 +109,7 @@ def test_without_the_sudoers_rule_the_hook_fails_fast_and_says_how_to_fix_it(ins
 
 
 VM = "6a1c5e0b-7d64-4f0e-9a53-1f2b3c4d5e6f"
-GOOD = {
-    "host_id": "8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b",
-    "mac": "02:00:00:00:bb:01",
-    "plugin": "openvswitch",
-    "multiqueue": False,
-    "mtu": None,
-    "network_id": None,
-    "mirror": False,
-    "tap": None,
-}
+GOOD = attachment_request("8e5f2a1c-4b3d-4e6f-9a7b-1c2d3e4f5a6b", "02:00:00:00:bb:01")
 REFUSED = {
     "not-json": (b"plug tap0 br-int", "the request is not JSON"),
     "huge": (b'{"verb": "plug", "vm": "' + b"a" * 300_000 + b'"}', "larger than"),
