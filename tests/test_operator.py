@@ -90,7 +90,7 @@ def test_status_and_cleanup_with_open_vswitch_down(ovs, configure, config_path, 
     assert status.returncode == 2
     assert status.stderr == (
         f"qhook: cannot reach Open vSwitch at unix:{tmp_path}/none.sock: "
-        "No such file or directory\n"
+        f"No such file or directory (configuration: {config_path})\n"
     )
     cleanup = _qhook(ovs, config_path, "cleanup")
     assert (cleanup.returncode, cleanup.stdout) == (2, "")
