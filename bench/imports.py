@@ -98,6 +98,8 @@ def main() -> int:
             print(f"  {'':<29} heaviest (own time, ms): {shown}")
             watched = ", ".join(sorted(THIRD_PARTY))
             print(f"  {'':<29} loaded of {watched}: {', '.join(loaded) or 'none'}")
+            qhook = sorted(m for m in modules if m.split(".")[0] == "qhook")
+            print(f"  {'':<29} {len(modules)} modules, {len(qhook)} of qhook: {', '.join(qhook)}")
     return 0
 
 
