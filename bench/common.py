@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from qhook.sandbox import OvsSandbox  # noqa: E402
+from qhook.lab.sandbox import OvsSandbox  # noqa: E402
 from tools import bench_env  # noqa: E402
 
 

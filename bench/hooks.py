@@ -30,7 +30,7 @@ from common import bench_host, ms  # noqa: E402
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from qhook import ovsdb, ovsports  # noqa: E402
+from qhook.host import ovsdb, ovsports  # noqa: E402
 from tools import qhook_on_host  # noqa: E402
 
 
@@ -57,7 +57,13 @@ def _hook(ovs, env, point, data: bytes, work: Path, extra=None) -> Tuple[float, 
 
 def _floor(ovs, env) -> Tuple[float, int]:
     return _run(
-        [*ovs.netns_exec, sys.executable, "-c", "import qhook.lifecycle, qhook.privileged"], env
+        [
+            *ovs.netns_exec,
+            sys.executable,
+            "-c",
+            "import qhook.vdsm.points.start, qhook.host.helper",
+        ],
+        env,
     )
 
 

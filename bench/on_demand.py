@@ -31,7 +31,7 @@ from common import ms  # noqa: E402
 from domains import quantum_vm, to_bytes  # noqa: E402
 from neutron_stack import AGENT_HOST, NeutronStack  # noqa: E402
 
-from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
+from qhook.lab.vdsm_emulator import VdsmEmulator  # noqa: E402
 from tools import HOOKS_DIR, bench_env  # noqa: E402
 
 API = "http://127.0.0.1:9696"

@@ -28,9 +28,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from keystone_stack import keystone_in_front_of  # noqa: E402
 from neutron_stack import NeutronStack  # noqa: E402
 
-from qhook.engine import OWNER  # noqa: E402
-from qhook.keystone import KeystonePassword  # noqa: E402
-from qhook.quantum import QuantumClient  # noqa: E402
+from qhook.engine.provisioning import OWNER  # noqa: E402
+from qhook.quantum.client import QuantumClient  # noqa: E402
+from qhook.quantum.keystone import KeystonePassword  # noqa: E402
 from tools import without_openrc  # noqa: E402
 
 VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron"))

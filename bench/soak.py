@@ -39,9 +39,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from domains import openstacknet_properties, quantum_vm, seed_properties, to_bytes  # noqa: E402
 
-from qhook.sandbox import OvsSandbox  # noqa: E402
-from qhook.vdsm_emulator import HookFailed, PointRun, VdsmEmulator, VmStart  # noqa: E402
-from qhook.vnic import TAP_NAME  # noqa: E402
+from qhook.lab.sandbox import OvsSandbox  # noqa: E402
+from qhook.lab.vdsm_emulator import HookFailed, PointRun, VdsmEmulator, VmStart  # noqa: E402
+from qhook.vocabulary.ids import TAP_NAME  # noqa: E402
 from tools import hook_env, qhook_on_host  # noqa: E402
 
 OVS_TIMEOUT = 2.0  # [ovs] timeout of the hooks; a SIGSTOP lasts longer

@@ -20,8 +20,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from common import bench_host  # noqa: E402
 from domains import quantum_vm, seed_properties, to_bytes  # noqa: E402
 
-from qhook.sandbox import OvnSandbox  # noqa: E402
-from qhook.vdsm_emulator import VdsmEmulator  # noqa: E402
+from qhook.lab.sandbox import OvnSandbox  # noqa: E402
+from qhook.lab.vdsm_emulator import VdsmEmulator  # noqa: E402
 
 ANCHOR_SECONDS = 15.0
 

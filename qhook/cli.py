@@ -11,10 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, NoReturn, Optional
 
-from qhook import PROGRAM, __version__, domxml, engine_cli, hookscripts
-from qhook.config import described
+from qhook import PROGRAM, __version__, install
+from qhook.engine import commands as engine_commands
 from qhook.errors import ConfigError, QhookError, one_line
-from qhook.lifecycle import HOOK_POINTS
+from qhook.vdsm import domxml
+from qhook.vdsm.points import HOOK_POINTS
+from qhook.vocabulary.config import described
 
 
 def _fail(message: str) -> int:
@@ -53,7 +55,7 @@ def _show_interfaces(original: bytes, final: bytes) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+    from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
 
     try:
         original = Path(args.domxml).read_bytes()
@@ -65,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="qhook-run-") as scratch:
         hooks_dir = Path(args.hooks_dir) if args.hooks_dir else Path(scratch, "hooks")
         if not args.hooks_dir:
-            hookscripts.write_tree(hooks_dir, HOOK_POINTS, sys.executable)
+            install.write_tree(hooks_dir, HOOK_POINTS, sys.executable)
         wrapper = ["ip", "netns", "exec", args.netns] if args.netns else []
         emulator = VdsmEmulator(hooks_dir, env, wrapper=wrapper)
         try:
@@ -90,14 +92,8 @@ def _run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     """The configuration of `qhook status` and `qhook cleanup`. As root (the boot-time
     cleanup), only from a file root alone could have written, as the helper reads it."""
-    from qhook.config import (
-        Config,
-        config_path,
-        load_config,
-        load_trusted_config,
-        missing_named_file,
-    )
-    from qhook.trust import MissingFile
+    from qhook.host.trust import MissingFile, load_trusted_config
+    from qhook.vocabulary.config import Config, config_path, load_config, missing_named_file
 
     env = dict(os.environ)
     if args.config:
@@ -132,7 +128,7 @@ def _yes(value: Optional[bool]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from qhook import inventory
+    from qhook.host import inventory
 
     config = _load(args)
     entries, problem = inventory.survey(config, args.grace)
@@ -163,7 +159,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from qhook import inventory
+    from qhook.host import inventory
 
     config = _load(args)
     entries, problem = inventory.survey(config, args.grace)
@@ -188,8 +184,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from qhook.demo import run_demo, stop_demo
-    from qhook.sandbox import SandboxError
+    from qhook.lab.demo import run_demo, stop_demo
+    from qhook.lab.sandbox import SandboxError
 
     try:
         if args.stop:
@@ -206,23 +202,25 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _helper(args: argparse.Namespace, interpreter: str) -> int:
     """Write the privileged helper, its configuration baked in; print its sudoers rule."""
-    from qhook.config import DEFAULT_PATH
+    from qhook.vocabulary.config import DEFAULT_PATH
 
     config = args.config or DEFAULT_PATH
     for what, path in (("--path", args.path), ("--config", config), ("--interpreter", interpreter)):
         if not re.fullmatch(r"/[A-Za-z0-9_./+-]*", path) or "/../" in path + "/":
             return _fail(f"{what} {path!a} is not an absolute path of letters, digits and _./+-")
     helper = Path(args.path)
-    if helper.exists() and hookscripts.HELPER_MARK not in helper.read_text(errors="replace"):
+    if helper.exists() and not install.ours(
+        helper.read_text(errors="replace"), install.HELPER_MARKS
+    ):
         return _fail(f"{helper} exists and is not this package's helper; nothing written")
     helper.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    helper.write_text(hookscripts.render_helper(interpreter, config))
+    helper.write_text(install.render_helper(interpreter, config))
     helper.chmod(0o755)
     print(f"# wrote {helper}; it reads its configuration from {config} only.")
     if not os.path.exists(config):
         print(f"# {config} does not exist yet: the helper refuses to work until it does.")
     print("# Install this as /etc/sudoers.d/50_vdsm_hook_quantum (mode 0440, visudo -c):")
-    sys.stdout.write(hookscripts.sudoers_rule(str(helper)))
+    sys.stdout.write(install.sudoers_rule(str(helper)))
     return 0
 
 
@@ -237,16 +235,18 @@ def _hooks(args: argparse.Namespace) -> int:
             return _fail(f"hooks print needs a hook point: one of {', '.join(sorted(HOOK_POINTS))}")
         if args.point not in HOOK_POINTS:
             return _fail(f"{args.point!a} is not a hook point of this package")
-        sys.stdout.write(hookscripts.render(args.point, interpreter))
+        sys.stdout.write(install.render(args.point, interpreter))
         return 0
     directory = Path(args.dir)
     for point in sorted(HOOK_POINTS):
-        script = directory / point / hookscripts.SCRIPT_NAME
-        if script.exists() and "qhook.hooking" not in script.read_text(errors="replace"):
+        script = directory / point / install.SCRIPT_NAME
+        if script.exists() and not install.ours(
+            script.read_text(errors="replace"), install.SCRIPT_MARKS
+        ):
             return _fail(f"{script} exists and is not this package's; nothing installed")
-    hookscripts.write_tree(directory, sorted(HOOK_POINTS), interpreter)
+    install.write_tree(directory, sorted(HOOK_POINTS), interpreter)
     for point in sorted(HOOK_POINTS):
-        print(directory / point / hookscripts.SCRIPT_NAME)
+        print(directory / point / install.SCRIPT_NAME)
     return 0
 
 
@@ -260,9 +260,10 @@ MTU_PATTERN = (
 
 def engine_config_command(cluster_version: str) -> str:
     """The engine-config command that defines the seed's vNIC custom properties."""
-    from qhook.vnic import MTU, SEED_IDS, SEED_PLUGINS
+    from qhook.plugins import Plugin
+    from qhook.vocabulary.properties import MTU, SEED_IDS
 
-    plugins = "|".join(sorted(SEED_PLUGINS))
+    plugins = "|".join(sorted(plugin.value for plugin in Plugin))
     properties = [f"plugin=^({plugins})$"] + [f"{name}=^{UUID_PATTERN}$" for name in SEED_IDS]
     properties.append(f"{MTU}=^{MTU_PATTERN}$")
     value = "{type=interface;prop={" + ";".join(properties) + "}}"
@@ -356,7 +357,7 @@ def _parser() -> argparse.ArgumentParser:
     hooks.add_argument("point", nargs="?", help="with print: the hook point")
     hooks.add_argument("--dir", default="/usr/libexec/vdsm/hooks", help="with install")
     hooks.add_argument("--interpreter", help="the Python for the scripts (default: this one)")
-    hooks.add_argument("--path", default=hookscripts.HELPER_PATH, help="with helper: where it goes")
+    hooks.add_argument("--path", default=install.HELPER_PATH, help="with helper: where it goes")
     hooks.add_argument(
         "--config",
         help="with helper: the only configuration file it reads (default /etc/vdsm/quantum.conf)",
@@ -372,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--cver", default="4.7", help="cluster version (default 4.7)")
     engine.set_defaults(handler=_engine_config)
-    engine_cli.add_commands(commands)
+    engine_commands.add_commands(commands)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),
@@ -408,8 +409,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted")
     except QhookError as error:  # the operator's to fix: one line (JSON with --json)
-        kind = engine_cli.KIND_CONFIG if isinstance(error, ConfigError) else None
-        return engine_cli.say_error(args, error, 2, kind)
+        kind = engine_commands.KIND_CONFIG if isinstance(error, ConfigError) else None
+        return engine_commands.say_error(args, error, 2, kind)
     except Exception as error:  # a bug of ours: still one line, never a traceback
         return _fail(f"internal error: {type(error).__name__}: {error}")
 

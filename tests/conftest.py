@@ -14,8 +14,8 @@ from leaks import HostSnapshot
 from neutron_stack import HOST_B, NeutronStack
 from relay import Relay
 
-from qhook.sandbox import OvnSandbox, OvsSandbox
-from qhook.vdsm_emulator import VdsmEmulator
+from qhook.lab.sandbox import OvnSandbox, OvsSandbox
+from qhook.lab.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, REPO, hook_env, require_tool, run_hook
 
 

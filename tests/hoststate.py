@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from qhook.sandbox import OvsSandbox
+from qhook.lab.sandbox import OvsSandbox
 
 
 def links(ovs: OvsSandbox) -> Dict[str, Dict[str, Any]]:

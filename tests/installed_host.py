@@ -17,9 +17,9 @@ from typing import Iterator, Sequence, Tuple
 
 import pytest
 
-from qhook import hookscripts
-from qhook.lifecycle import HOOK_POINTS
-from qhook.vdsm_emulator import VdsmEmulator
+from qhook import install
+from qhook.lab.vdsm_emulator import VdsmEmulator
+from qhook.vdsm.points import HOOK_POINTS
 from tools import REPO, hook_env, require_tool
 
 PACKAGED_HELPER = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
@@ -31,7 +31,7 @@ def _helper_script(site: Path, config: Path) -> str:
     (here also where the tree's qhook is, which the RPM's system python3 has built in)."""
     return (
         f"#!{SYSTEM_PYTHON} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
-        f"from qhook.privileged import main\nsys.exit(main(config_path={str(config)!r}))\n"
+        f"from qhook.host.helper import main\nsys.exit(main(config_path={str(config)!r}))\n"
     )
 
 
@@ -56,7 +56,7 @@ def installed_host(
     os.chmod(root, 0o755)
     site = root / "site"
     shutil.copytree(REPO / "qhook", site / "qhook", ignore=shutil.ignore_patterns("__pycache__"))
-    hookscripts.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
+    install.write_tree(root / "hooks", HOOK_POINTS, SYSTEM_PYTHON)
     helper = root / "libexec" / "qhook-privileged"
     helper.parent.mkdir()
     (root / "etc").mkdir()

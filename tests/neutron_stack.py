@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 from daemons import DaemonGroup, kill, run_tool, unix_http
 from netns_relay import NetnsRelay
 
-from qhook.sandbox import OvsSandbox
+from qhook.lab.sandbox import OvsSandbox
 
 AGENT_HOST = "qhook-neutron-host"
 HOST_B = "qhook-neutron-host-b"  # a second hypervisor host (add_host), for migrations

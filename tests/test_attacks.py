@@ -19,7 +19,7 @@ import pytest
 from domains import new_id
 from installed_host import attachment_request, helper_as_vdsm, installed_host
 
-from qhook import wire
+from qhook.vocabulary import schema
 from tools import holding_tap, qhook_on_host
 
 CANARY = "root's file: nobody but root writes here\n"
@@ -419,14 +419,14 @@ def test_a_request_that_never_ends_is_given_up_within_the_bound(host, ovs, tmp_p
     try:
         caller.stdin.write(b'{"verb": "plug", ')  # and never more, never closed
         caller.stdin.flush()
-        caller.wait(timeout=wire.READ_TIMEOUT + 15)
+        caller.wait(timeout=schema.READ_TIMEOUT + 15)
     finally:
         caller.kill()
         caller.wait()
         caller.stdin.close()
-    assert wire.READ_TIMEOUT - 1 < time.monotonic() - started < wire.READ_TIMEOUT + 10
+    assert schema.READ_TIMEOUT - 1 < time.monotonic() - started < schema.READ_TIMEOUT + 10
     error = _one_clear_line(json.loads(out.read_text()), err.read_text())
-    assert error == f"no whole request on standard input within {wire.READ_TIMEOUT:g} s"
+    assert error == f"no whole request on standard input within {schema.READ_TIMEOUT:g} s"
     assert _helpers_running(host) == []
 
 
@@ -450,7 +450,7 @@ def test_deeply_nested_json_is_one_clear_line(host, ovs, depth):
 
 
 def test_a_request_larger_than_the_limit_is_refused_without_reading_it_all(host, ovs):
-    data = b'{"verb": "plug", "vm": "' + b"a" * (wire.MAX_REQUEST_BYTES * 4) + b'"}'
+    data = b'{"verb": "plug", "vm": "' + b"a" * (schema.MAX_REQUEST_BYTES * 4) + b'"}'
     code, answer, stderr = helper_as_vdsm(host, ovs.netns_exec, data)
     assert code == 2
     assert "larger than" in _one_clear_line(answer, stderr)
@@ -461,7 +461,7 @@ def test_the_work_budget_ends_the_helper_even_in_the_middle_of_a_call():
     OutOfTime wherever it is (its undo paths run), and is killed LAST_WORDS later."""
     import signal
 
-    from qhook.privileged import OutOfTime, _out_of_time
+    from qhook.host.helper import OutOfTime, _out_of_time
 
     previous = signal.getsignal(signal.SIGALRM)
     started = time.monotonic()

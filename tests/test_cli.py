@@ -125,7 +125,7 @@ def test_a_kept_demo_is_explored_simply_and_stopped_with_one_command():
     finally:
         stopped = _qhook("demo", "--stop", work)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    from qhook.sandbox import processes_of
+    from qhook.lab.sandbox import processes_of
 
     assert processes_of(netns, work) == []
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -149,8 +149,8 @@ def test_demo_without_a_vm_on_another_domain():
 
 
 def test_hooks_print_and_install_for_a_host_without_the_rpm(tmp_path):
-    from qhook.hookscripts import render
-    from qhook.lifecycle import HOOK_POINTS
+    from qhook.install import render
+    from qhook.vdsm.points import HOOK_POINTS
 
     printed = _qhook("hooks", "print", "before_vm_start", "--interpreter", "/usr/bin/python3")
     assert printed.stdout == render("before_vm_start", "/usr/bin/python3")
@@ -198,7 +198,7 @@ def test_pip_installs_the_package_and_its_commands(tmp_path):
 
 
 def test_hooks_helper_writes_the_helper_with_its_configuration_fixed(tmp_path):
-    from qhook.hookscripts import render_helper, sudoers_rule
+    from qhook.install import render_helper, sudoers_rule
 
     helper = tmp_path / "libexec" / "qhook-privileged"
     config = "/etc/vdsm/quantum.conf"
@@ -225,7 +225,7 @@ def test_hooks_helper_writes_the_helper_with_its_configuration_fixed(tmp_path):
 def test_engine_config_defines_strict_properties_the_hooks_accept():
     import re
 
-    from qhook.vnic import parse_vnic
+    from qhook.vdsm.vnic import parse_vnic
 
     result = _qhook("engine-config", "--cver", "4.6")
     assert result.returncode == 0

@@ -3,8 +3,15 @@
 
 import pytest
 
-from qhook.config import Config, OnTimeout, OvsConfig, PlugMode, WiringConfig, load_config
 from qhook.errors import ConfigError
+from qhook.vocabulary.config import (
+    Config,
+    OnTimeout,
+    OvsConfig,
+    PlugMode,
+    WiringConfig,
+    load_config,
+)
 
 
 def _load(tmp_path, text):
@@ -14,7 +21,7 @@ def _load(tmp_path, text):
 
 
 def test_the_default_file_absent_means_defaults(tmp_path, monkeypatch):
-    monkeypatch.setattr("qhook.config.DEFAULT_PATH", str(tmp_path / "absent.conf"))
+    monkeypatch.setattr("qhook.vocabulary.config.DEFAULT_PATH", str(tmp_path / "absent.conf"))
     config, warnings = load_config({})
     assert config == Config() and warnings == []
     assert config.ovs == OvsConfig(

@@ -4,9 +4,9 @@
 import pytest
 from lxml import etree
 
-from qhook import domxml
 from qhook.errors import XmlError
 from qhook.plugins import InterfaceSpec
+from qhook.vdsm import domxml
 
 ETHERNET = InterfaceSpec(type="ethernet", target_dev="tap8e5f2a1c-4b", target_managed="no")
 VIRTUALPORT = InterfaceSpec(

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from qhook.quantum import QuantumClient
-from qhook.vnic import PropertyForm, parse_vnic
+from qhook.quantum.client import QuantumClient
+from qhook.vdsm.vnic import PropertyForm, parse_vnic
 from tools import qhook_command, without_openrc
 
 

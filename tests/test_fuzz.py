@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qhook import wire
 from qhook.errors import PropertyError
-from qhook.hooking import run
-from qhook.lifecycle import before_device_create
-from qhook.vnic import claims, parse_vnic
+from qhook.vdsm.contract import run
+from qhook.vdsm.points.start import before_device_create
+from qhook.vdsm.vnic import claims, parse_vnic
+from qhook.vocabulary import schema
 from tools import DEFAULTS_CONF, require_tool
 
 FUZZ = settings(
@@ -258,15 +258,15 @@ json_values = st.recursive(
 @given(json_values)
 def test_helper_requests_are_decoded_or_refused(value):
     try:
-        request = wire.decode(json.dumps(value).encode())
-    except wire.RequestError as error:
+        request = schema.decode(json.dumps(value).encode())
+    except schema.RequestError as error:
         assert "\n" not in str(error)
         return
     except PropertyError as error:  # a bad UUID or MAC, named
         assert "\n" not in str(error)
         return
     assert request.verb in ("plug", "remove", "repair", "move", "end_move")
-    assert all(wire.TAP_NAME.fullmatch(n) for n in request.taps + request.ports)
+    assert all(schema.TAP_NAME.fullmatch(n) for n in request.taps + request.ports)
 
 
 @pytest.mark.parametrize("size", [1, 200_000])
@@ -283,8 +283,8 @@ def test_large_property_values_in_the_metadata_are_refused_quickly(size):
 def test_helper_requests_nested_at_any_depth_are_refused_in_one_line(depth, opening):
     closing = {"[": "]", '{"a":': "}", '{"verb": [': "]}"}[opening]
     data = (opening * depth + "1" + closing * depth).encode()
-    with pytest.raises(wire.RequestError) as refused:
-        wire.decode(data)
+    with pytest.raises(schema.RequestError) as refused:
+        schema.decode(data)
     assert "\n" not in str(refused.value)
 
 
@@ -293,16 +293,16 @@ def test_helper_requests_nested_at_any_depth_are_refused_in_one_line(depth, open
 def test_a_name_from_anywhere_is_a_tap_name_of_ours_or_refused(name):
     """Names read back from Open vSwitch or the kernel are checked like the caller's: a
     tap name of this package, or one line; never a path under /sys/class/net."""
-    from qhook import tap
+    from qhook.host import tap
 
     try:
         checked = tap.checked(name)
     except tap.TapError as error:
-        assert "\n" not in str(error) and not wire.TAP_NAME.fullmatch(name)
+        assert "\n" not in str(error) and not schema.TAP_NAME.fullmatch(name)
         with pytest.raises(tap.TapError):
             tap.state(name)
         return
-    assert checked == name and wire.TAP_NAME.fullmatch(name)
+    assert checked == name and schema.TAP_NAME.fullmatch(name)
     assert os.path.dirname(os.path.join(tap.SYS_NET, name)) == tap.SYS_NET
 
 
@@ -349,7 +349,7 @@ def test_root_reads_only_what_root_alone_could_have_written(trap_tree, pieces):
     import time
 
     from qhook.errors import ConfigError
-    from qhook.trust import read_file
+    from qhook.host.trust import read_file
 
     path = str(trap_tree) + "/" + "/".join(pieces)
     started = time.monotonic()

@@ -8,7 +8,7 @@ import pytest
 from domains import EXAMPLE, load_fixture, seed_properties, set_vnic_properties, to_bytes
 from lxml import etree
 
-from qhook.hooking import run
+from qhook.vdsm.contract import run
 from tools import ERROR_PREFIX
 
 DISK = b'<disk type="file" device="disk"><source file="/x"/><target dev="vda"/></disk>'

@@ -10,8 +10,8 @@ import pytest
 import requests
 from keystone_stack import SHORT_LIFE
 
-from qhook.keystone import KeystonePassword
-from qhook.quantum import QuantumClient, QuantumError
+from qhook.quantum.client import QuantumClient, QuantumError
+from qhook.quantum.keystone import KeystonePassword
 from tools import DEFAULTS_CONF, qhook_command, without_openrc
 
 

@@ -14,8 +14,8 @@ import pytest
 from domains import new_id, openstacknet_properties, seed_properties, set_vnic_properties
 from lxml import etree
 
-from qhook.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
-from qhook.vdsm_emulator import VdsmEmulator
+from qhook.lab.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
+from qhook.lab.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, hook_env, require_tool
 
 DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">

@@ -11,7 +11,7 @@ import pytest
 from domains import new_id, quantum_vm, seed_properties, set_port_mirroring, to_bytes
 from lxml import etree
 
-from qhook.vdsm_emulator import HookFailed
+from qhook.lab.vdsm_emulator import HookFailed
 from tools import qhook_on_host
 
 RED, BLUE = new_id(), new_id()

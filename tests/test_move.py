@@ -8,7 +8,7 @@ import pytest
 from domains import new_id, quantum_vm, seed_properties, to_bytes
 from lxml import etree
 
-from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
 from tools import HOOKS_DIR, hook_env
 
 RED, BLUE = new_id(), new_id()

@@ -10,7 +10,7 @@ import pytest
 from domains import quantum_vm, seed_properties, to_bytes
 from lxml import etree
 
-from qhook.vdsm_emulator import HookFailed
+from qhook.lab.vdsm_emulator import HookFailed
 
 
 def _ovs_mtu(ovs, name):

@@ -9,7 +9,7 @@ import hoststate
 from domains import quantum_vm, to_bytes
 from neutron_stack import AGENT_HOST
 
-from qhook.vdsm_emulator import VdsmEmulator
+from qhook.lab.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, hook_env
 
 

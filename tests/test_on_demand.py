@@ -25,8 +25,8 @@ from lxml import etree
 from netns_relay import socket_in
 from neutron_stack import AGENT_HOST, HOST_B
 
-from qhook.sandbox import OvsSandbox
-from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from qhook.lab.sandbox import OvsSandbox
+from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
 from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, holding_tap, hook_env, qhook_on_host
 
 PROJECT = uuid.uuid4().hex

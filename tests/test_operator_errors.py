@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from qhook.config import DEFAULT_PATH
-from qhook.quantum_settings import ENGINE_PATH
+from qhook.quantum.settings import ENGINE_PATH
+from qhook.vocabulary.config import DEFAULT_PATH
 from tools import DEFAULTS_CONF, hook_env, without_openrc
 
 
@@ -197,7 +197,7 @@ def test_engine_config_defines_mtu_exactly_as_the_hooks_take_it():
 
 
 def test_cleanup_with_nothing_to_remove_says_so(tmp_path):
-    from qhook.sandbox import OvsSandbox
+    from qhook.lab.sandbox import OvsSandbox
 
     sandbox = OvsSandbox(tmp_path / "ovs", f"qhook-empty-{os.getpid()}").start()
     try:

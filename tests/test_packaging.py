@@ -15,8 +15,8 @@ from xml.etree import ElementTree
 import pytest
 
 from qhook import __version__
-from qhook.hookscripts import SCRIPT_NAME, render
-from qhook.lifecycle import HOOK_POINTS
+from qhook.install import SCRIPT_NAME, render
+from qhook.vdsm.points import HOOK_POINTS
 from tools import REPO, qhook_command, require_tool, without_openrc
 
 NAME = "vdsm-hook-quantum"
@@ -310,7 +310,7 @@ def test_rpm_installs_the_helper_and_its_sudoers_rule(rpm_file, file_modes, extr
     assert file_modes.get("/usr/libexec/vdsm-hook-quantum/qhook-privileged") == "-rwxr-xr-x"
     assert file_modes.get("/etc/sudoers.d/50_vdsm_hook_quantum") == "-r--r-----"
     assert "/etc/sudoers.d/50_vdsm_hook_quantum" in query(rpm_file, "-c").split()
-    from qhook.hookscripts import render_helper, sudoers_rule
+    from qhook.install import render_helper, sudoers_rule
 
     helper = (extracted / "usr/libexec/vdsm-hook-quantum/qhook-privileged").read_text()
     assert helper.startswith("#!/usr/bin/python3 -I\n")  # no PYTHONPATH, no user site
@@ -336,7 +336,7 @@ def test_rpm_ships_the_configuration_and_the_boot_cleanup(rpm_file, file_modes, 
 
 
 def test_the_shipped_configuration_documents_every_setting_and_changes_none(tmp_path):
-    from qhook.config import _SECTIONS, Config, load_config
+    from qhook.vocabulary.config import _SECTIONS, Config, load_config
 
     shipped = (REPO / "packaging" / "quantum.conf").read_text()
     config, warnings = load_config({"QHOOK_CONFIG": str(REPO / "packaging" / "quantum.conf")})
@@ -360,7 +360,7 @@ def test_the_shipped_configuration_documents_every_setting_and_changes_none(tmp_
 
 
 def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_modes, extracted):
-    from qhook.quantum_settings import _KEYS, ENGINE_PATH
+    from qhook.quantum.settings import _KEYS, ENGINE_PATH
 
     assert file_modes.get(ENGINE_PATH) == "-rw-r-----"
     assert ENGINE_PATH in query(rpms[ENGINE], "-c").split()
@@ -376,7 +376,7 @@ def test_the_engine_package_ships_its_settings_secret_and_documented(rpms, file_
 
 
 def test_the_host_package_ships_the_quantum_settings_for_root_alone(rpms, file_modes, extracted):
-    from qhook.config import OnDemandConfig
+    from qhook.vocabulary.config import OnDemandConfig
 
     path = OnDemandConfig().settings
     assert file_modes.get(path) == "-rw-------"

@@ -13,8 +13,8 @@ import pytest
 from domains import new_id, quantum_vm, seed_properties, to_bytes
 from lxml import etree
 
-from qhook.sandbox import OvsSandbox
-from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from qhook.lab.sandbox import OvsSandbox
+from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
 from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, hook_env
 
 

@@ -23,7 +23,7 @@ from installed_host import (
     installed_host,
 )
 
-from qhook.vdsm_emulator import HookFailed
+from qhook.lab.vdsm_emulator import HookFailed
 from tools import ERROR_PREFIX, REPO, error_lines, hook_env, require_tool
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from qhook.quantum import QuantumClient, QuantumError
+from qhook.quantum.client import QuantumClient, QuantumError
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from relay import Relay
 
-from qhook.config import load_config
 from qhook.errors import ConfigError
-from qhook.quantum_settings import AuthKind, load_quantum_settings
+from qhook.quantum.settings import AuthKind, load_quantum_settings
+from qhook.vocabulary.config import load_config
 from tools import DEFAULTS_CONF, qhook_command, require_tool, without_openrc
 
 SECRET = "pw-" + uuid.uuid4().hex

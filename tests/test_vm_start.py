@@ -250,12 +250,12 @@ def test_a_captured_fixture_validates_as_a_whole(tmp_path):
 
 def test_other_hooks_in_the_directory_run_around_ours(env, ovs, tmp_path):
     """VDSM runs every executable in name order; ours sees and keeps earlier edits."""
-    from qhook import hookscripts
-    from qhook.vdsm_emulator import VdsmEmulator
+    from qhook import install
+    from qhook.lab.vdsm_emulator import VdsmEmulator
 
     hooks = tmp_path / "hooks"
     points = ["before_vm_start", "after_vm_destroy"]
-    hookscripts.write_tree(hooks, points, hookscripts.SOURCE_INTERPRETER)
+    install.write_tree(hooks, points, install.SOURCE_INTERPRETER)
     earlier = hooks / "before_vm_start" / "10_rename"
     earlier.write_text('#!/bin/sh\nsed -i "s/<name>a2</<name>renamed</" "$_hook_domxml"\n')
     later = hooks / "before_vm_start" / "90_record"

@@ -4,7 +4,7 @@
 import pytest
 
 from qhook.errors import PropertyError
-from qhook.vnic import Plugin, PropertyForm, parse_vnic
+from qhook.vdsm.vnic import Plugin, PropertyForm, parse_vnic
 
 NET = "3B0C4E7A-9D2F-4C61-8A5E-0F1D2C3B4A59"
 PORT = "8E5F2A1C-4B3D-4E6F-9A7B-1C2D3E4F5A6B"

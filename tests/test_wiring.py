@@ -10,7 +10,7 @@ import hoststate
 import pytest
 from domains import openstacknet_properties, quantum_vm, seed_properties, to_bytes
 
-from qhook.vdsm_emulator import HookFailed, VdsmEmulator
+from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
 from tools import ERROR_PREFIX, HOOKS_DIR, error_lines, hook_env
 
 OVIRT = "{http://ovirt.org/vm/1.0}"

@@ -1,11 +1,49 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""One module per plugin: what a Quantum vNIC's <interface> looks like for it."""
+"""The plugins: how a Quantum vNIC reaches its network on the host.
 
+Each plugin is one module of this package that holds all of it: what its <interface>
+becomes in each plug mode, whether the host puts the vNIC on the integration bridge and
+who makes its tap, what "wired" means and what the wait for the agent watches, what it
+cannot do (port mirroring, moving a running vNIC), and when after_get_caps reports it
+usable. Both sides ask it: the hooks (running as vdsm) and the privileged helper (root).
+It imports neither side.
+
+Adding a plugin is a module here whose PLUGIN is a VnicPlugin, and one member of Plugin
+below that names it (the module's name, then its openstacknet plugin_type values).
+"""
+
+import enum
+import importlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Dict, Optional, Protocol, Tuple
 
-from qhook.config import Config
-from qhook.vnic import Plugin, QuantumVnic
+if TYPE_CHECKING:
+    from qhook.vocabulary.config import OvsConfig, PlugMode
+
+
+class Plugin(enum.Enum):
+    """The plugins: each member's value is the seed's `plugin` property and the name of
+    its module in qhook.plugins; `openstacknet` are oVirt's plugin_type values for it."""
+
+    OPENVSWITCH = ("openvswitch", ("OPEN_VSWITCH",))
+    LINUXBRIDGE = ("linuxbridge", ("LINUX_BRIDGE",))
+    OVN = ("ovn", ("OPENSTACK_OVN", "OVIRT_PROVIDER_OVN"))
+
+    def __new__(cls, name: str, openstacknet: Tuple[str, ...]) -> "Plugin":
+        member = object.__new__(cls)
+        member._value_ = name
+        member.openstacknet = openstacknet
+        return member
+
+    openstacknet: Tuple[str, ...]
+
+
+class Watch(enum.Enum):
+    """What the wait for the agent listens to: OVSDB updates of the vNIC's rows, or the
+    kernel's link events (a tap given a master)."""
+
+    OVSDB = "ovsdb"
+    LINK = "link"
 
 
 @dataclass(frozen=True)
@@ -19,13 +57,66 @@ class InterfaceSpec:
     ovs_interface_id: Optional[str] = None
 
 
-def interface_spec(vnic: QuantumVnic, config: Config) -> InterfaceSpec:
-    """What the plugin of this vNIC wants its <interface> to say."""
-    if vnic.plugin is Plugin.LINUXBRIDGE:
-        from qhook.plugins import linuxbridge
+@dataclass(frozen=True)
+class HostFacts:
+    """What after_get_caps learnt of the host, for each plugin to say if it is usable."""
 
-        return linuxbridge.interface_spec(vnic)
-    # OVN plugs like Open vSwitch: ovn-controller binds the port by iface-id.
-    from qhook.plugins import openvswitch
+    tun: bool  # taps can be made
+    bridge_present: bool  # Open vSwitch answers and has the integration bridge
+    ovn_chassis: Optional[str]  # OVN's chassis name, when ovn-controller is configured
 
-    return openvswitch.interface_spec(vnic, config.ovs)
+
+class PortView(Protocol):
+    """What the wait reads of a vNIC's Open vSwitch rows."""
+
+    external_ids: Dict[str, str]
+    tag: Optional[int]
+    port_other_config: Dict[str, str]
+
+
+class VnicPlugin:
+    """What a plugin is; each module's PLUGIN is one."""
+
+    plugin: Plugin
+    label: str  # as people name it: "Open vSwitch"
+    on_integration_bridge: bool  # the vNIC is a port of the integration bridge
+    watch: Watch
+    cannot_mirror: Optional[str] = None  # why port mirroring is refused; None: it works
+    cannot_move: Optional[str] = None  # why a running vNIC cannot move; None: it can
+
+    def interface(self, tap_name: str, host_id: str, ovs: "OvsConfig") -> InterfaceSpec:
+        """What the vNIC's <interface> says of the host side."""
+        raise NotImplementedError
+
+    def hook_makes_tap(self, plug: "PlugMode") -> bool:
+        """Whether the hook makes the tap (else libvirt makes and plugs it)."""
+        raise NotImplementedError
+
+    def wired(self, port: Optional[PortView], linked: bool, network: Optional[str]) -> bool:
+        """Whether the agent has wired the vNIC: its rows (watch OVSDB), or whether its tap
+        has a master (watch LINK); network, the Quantum network it must be wired for."""
+        raise NotImplementedError
+
+    def usable(self, facts: HostFacts) -> bool:
+        """Whether this host can carry the plugin's vNICs (after_get_caps)."""
+        raise NotImplementedError
+
+
+def of(plugin: Plugin) -> VnicPlugin:
+    """The plugin behind a name (its module is loaded on first use)."""
+    return importlib.import_module(f"{__name__}.{plugin.value}").PLUGIN
+
+
+def named(value: str) -> Optional[Plugin]:
+    """The plugin of a seed `plugin` property value, or None."""
+    try:
+        return Plugin(value)
+    except ValueError:
+        return None
+
+
+def wired_on_the_bridge(port: PortView) -> bool:
+    """Whether any plugin of the integration bridge would call this port wired (for a
+    listing, where the vNIC's plugin is not known)."""
+    bridged = (of(p) for p in Plugin)
+    return any(p.on_integration_bridge and p.wired(port, False, None) for p in bridged)

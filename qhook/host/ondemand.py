@@ -1,0 +1,312 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Ports on demand: the host finds or makes the Quantum port of a vNIC whose profile names
+only the network, binds it to itself, and deletes it when the VM is gone. Runs as root
+(in the privileged helper), where the credentials can be read.
+
+A vNIC's port is the one with device_id = the VM, mac_address = the vNIC's MAC and
+device_owner = this package. Ports the host makes are named ON_DEMAND_PREFIX...; only
+those are ever deleted or given back by the host, never a port given by id (the engine's
+`qhook port create` names its own otherwise), never one of another owner.
+
+Migration: the destination binds the ports to itself before it plugs them, and notes
+under [host] state_dir which host each one was bound to; the note goes once the VM has
+arrived. A VM destroyed while the note is there (the migration failed) gives its ports
+back to that host. A VM destroyed on the source after the hand-over finds its ports bound
+to the destination and leaves them.
+"""
+
+import calendar
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from qhook import PROGRAM
+from qhook.errors import ConfigError
+from qhook.host import state
+from qhook.host.capabilities import agent_host_here
+from qhook.host.trust import read_file
+from qhook.quantum.client import QuantumClient, QuantumError
+from qhook.vocabulary import schema
+from qhook.vocabulary.config import PATH_VARIABLE, Config
+
+OWNER = PROGRAM
+ON_DEMAND_PREFIX = "qhook-on-demand-"
+BINDING = "binding"  # the port binding extension: binding:host_id
+CALLS_AT_ONCE = 4  # concurrent deletes or rebinds: one VM's, not a flood of the API
+
+
+@dataclass(frozen=True)
+class Found:
+    """The port of one vNIC, and whether this run made it."""
+
+    mac: str
+    port_id: str
+    created: bool
+
+
+def port_name(vm_id: str, mac: str) -> str:
+    return f"{ON_DEMAND_PREFIX}{vm_id}-{mac.replace(':', '')}"
+
+
+def made_on_demand(port: Dict[str, Any]) -> bool:
+    return port.get("device_owner") == OWNER and str(port.get("name") or "").startswith(
+        ON_DEMAND_PREFIX
+    )
+
+
+class Quantum:
+    """One run's exchange with Quantum: every call together bounded by [on_demand] timeout."""
+
+    def __init__(self, config: Config):
+        from qhook.quantum.connect import connect, creates_need_project
+        from qhook.quantum.settings import load_quantum_settings
+
+        state.check(config)  # before anything depends on it
+        path = config.on_demand.settings
+        data = read_file(path, "ports on demand need [on_demand] settings", secret=True)
+        try:
+            settings, warnings = load_quantum_settings({PATH_VARIABLE: path}, data=data)
+        except ConfigError:
+            # Its values are root's secrets: name the file, not what is wrong in it.
+            raise ConfigError(
+                f"ports on demand: {path} is not valid; as root, QHOOK_CONFIG={path} "
+                "qhook network list --debug says why"
+            ) from None
+        self.config = config
+        self.client: QuantumClient = connect(settings, budget=config.on_demand.timeout, retries=1)
+        self.project = creates_need_project(settings)
+        self.notes: List[str] = list(warnings)
+        self._binding: Optional[bool] = None
+
+    @functools.cached_property
+    def host(self) -> str:
+        """The host id this machine's ports are bound to (Open vSwitch asked if need be)."""
+        return agent_host_here(self.config)
+
+    def __enter__(self) -> "Quantum":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+    def binding(self) -> bool:
+        """Whether the server binds ports to hosts: asked of its extensions once, then
+        remembered for a while (qhook.host.state)."""
+        if self._binding is None:
+            self._binding = state.known_binding(self.config, self.client.base_url())
+            if self._binding is None:
+                try:
+                    self.client.request("GET", f"extensions/{BINDING}")
+                    self._binding = True
+                except QuantumError as error:
+                    if error.status != 404:
+                        raise
+                    self._binding = False
+                state.remember_binding(self.config, self.client.base_url(), self._binding)
+            if not self._binding:
+                self.notes.append(
+                    f"Quantum at {self.client.base_url()} has no port binding (extension "
+                    f"{BINDING}): ports are not bound to {self.host}, and a stopped VM's ports "
+                    "are left (where the VM runs cannot be told); qhook port delete removes them"
+                )
+        return self._binding
+
+    def ports(self, vm_id: str) -> Dict[str, Dict[str, Any]]:
+        """This package's ports of the VM, by MAC: one request."""
+        found: Dict[str, Dict[str, Any]] = {}
+        for port in self.client.list("ports", device_id=vm_id, device_owner=OWNER):
+            found.setdefault(str(port.get("mac_address", "")).lower(), port)
+        return found
+
+    # -- start, migration, arrival ------------------------------------------------------
+    def ensure(self, vm_id: str, vnics: Sequence[schema.PortWanted], mode: str) -> List[Found]:
+        """Each vNIC's port, found or made on its network, bound here (START, MIGRATE), or
+        only found (ARRIVED). A failure leaves Quantum as it was."""
+        existing = self._existing(vm_id, vnics)
+        if mode == schema.ARRIVED:
+            state.write_migration(self.config, vm_id, {})
+            missing = [v.mac for v in vnics if v.mac not in existing]
+            if missing:
+                raise QuantumError(f"VM {vm_id} has no port for vNIC {', '.join(missing)}")
+            return [Found(v.mac, existing[v.mac]["id"], False) for v in vnics]
+        binding = self.binding()
+        created, raced = self._create(vm_id, [v for v in vnics if v.mac not in existing], binding)
+        existing.update(created)
+        existing.update(raced)
+        before = state.migration(self.config, vm_id)
+        moved: Dict[str, str] = {}
+        try:
+            stale = [
+                existing[v.mac]
+                for v in vnics
+                if binding and existing[v.mac].get("binding:host_id") != self.host
+            ]
+            if mode == schema.MIGRATE:
+                note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
+                note.update({p["id"]: None for p in created.values()})
+                state.write_migration(self.config, vm_id, {**note, **before})
+            bound = self._bind({port["id"]: self.host for port in stale})
+            moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if not bound[p["id"]]}
+            _raise_first(bound)
+        except BaseException:
+            self._give_back(moved)
+            self.delete([p["id"] for p in created.values()])
+            state.write_migration(self.config, vm_id, before)
+            raise
+        return [Found(v.mac, existing[v.mac]["id"], v.mac in created) for v in vnics]
+
+    def _existing(
+        self, vm_id: str, vnics: Sequence[schema.PortWanted]
+    ) -> Dict[str, Dict[str, Any]]:
+        existing = self.ports(vm_id)
+        for vnic in vnics:
+            port = existing.get(vnic.mac)
+            if port is not None and port.get("network_id") != vnic.network_id:
+                raise QuantumError(
+                    f"vNIC {vnic.mac} of VM {vm_id} already has port {port['id']} on network "
+                    f"{port.get('network_id')}, not on {vnic.network_id}: "
+                    f"qhook port delete --vm {vm_id} --mac {vnic.mac} removes it"
+                )
+        return {v.mac: existing[v.mac] for v in vnics if v.mac in existing}
+
+    def _create(
+        self, vm_id: str, vnics: Sequence[schema.PortWanted], binding: bool
+    ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
+        """Make the missing ports in one request: (made, found). The ports a concurrent run
+        made meanwhile (their MACs are taken) are found instead."""
+        if not vnics:
+            return {}, {}
+        extra: Dict[str, Any] = {"binding:host_id": self.host} if binding else {}
+        if self.project:
+            extra["project_id"] = self.project
+        items = [
+            {
+                "network_id": vnic.network_id,
+                "mac_address": vnic.mac,
+                "device_id": vm_id,
+                "device_owner": OWNER,
+                "name": port_name(vm_id, vnic.mac),
+                "admin_state_up": True,
+                **extra,
+            }
+            for vnic in vnics
+        ]
+        try:
+            made = (
+                [self.client.create("ports", **items[0])]
+                if len(items) == 1
+                else self.client.create_many("ports", items)
+            )
+        except QuantumError as error:
+            if error.kind != "MacAddressInUse":
+                raise
+            found = self._existing(vm_id, vnics)
+            if len(found) < len(vnics):
+                raise
+            return {}, found
+        return {str(port["mac_address"]).lower(): port for port in made}, {}
+
+    # -- the end of a VM here ------------------------------------------------------------
+    def release(self, vm_id: str, macs: Iterable[str]) -> None:
+        """The vNICs are gone from this host: delete their ports made on demand, or give
+        them back to the host they came from (a migration that failed); leave ports bound
+        elsewhere."""
+        wanted = set(macs)
+        note = state.migration(self.config, vm_id)
+        ports = self.ports(vm_id)
+        done: Set[str] = set()
+        doomed: List[str] = []
+        back: Dict[str, str] = {}
+        for mac, port in sorted(ports.items()):
+            if mac not in wanted or not made_on_demand(port):
+                continue
+            done.add(port["id"])
+            bound = port.get("binding:host_id") or ""
+            if port["id"] in note and note[port["id"]] is not None:
+                previous = str(note[port["id"]])
+                if bound != previous:
+                    back[port["id"]] = previous
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} given back to {previous or 'no host'}: "
+                    "the VM's migration here did not complete"
+                )
+            elif port["id"] in note or (self.binding() and bound in ("", self.host)):
+                doomed.append(port["id"])
+            elif self.binding():
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} left to {bound}, where the VM runs now"
+                )
+        _raise_first(self._bind(back), self.delete(doomed))
+        alive = {port["id"] for port in ports.values()}
+        state.write_migration(
+            self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
+        )
+
+    def _at_once(
+        self, call: Callable[[str, str], Any], work: Dict[str, str]
+    ) -> Dict[str, Optional[QuantumError]]:
+        """call(port id, value) for every item of `work`, CALLS_AT_ONCE at a time: Neutron
+        has no bulk delete or update, and takes ~80 ms for each. Each port's failure, or
+        None where the call went through."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(item: Tuple[str, str]) -> Optional[QuantumError]:
+            try:
+                call(*item)
+            except QuantumError as error:
+                return error
+            return None
+
+        if not work:
+            return {}
+        with ThreadPoolExecutor(min(CALLS_AT_ONCE, len(work))) as pool:
+            return dict(zip(work, pool.map(one, work.items())))
+
+    def delete(self, port_ids: Sequence[str]) -> Dict[str, Optional[QuantumError]]:
+        """Delete ports; each one's failure, or None."""
+        return self._at_once(
+            lambda port_id, _: self.client.delete("ports", port_id), dict.fromkeys(port_ids, "")
+        )
+
+    def _bind(self, hosts: Dict[str, str]) -> Dict[str, Optional[QuantumError]]:
+        """Bind each port to its host ({port id: host}); each one's failure, or None."""
+        return self._at_once(
+            lambda port_id, host: self.client.update("ports", port_id, **{"binding:host_id": host}),
+            hosts,
+        )
+
+    # -- qhook cleanup --quantum -----------------------------------------------------------
+    def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:
+        """Ports made on demand, bound to this host, whose VM has nothing plugged here, is
+        not arriving, and that no one changed for `grace` seconds."""
+        if not self.binding():
+            return []
+        busy = running | state.arriving_vms(self.config)
+        now = time.time()
+        return [
+            port
+            for port in self.client.list(
+                "ports", device_owner=OWNER, **{"binding:host_id": self.host}
+            )
+            if made_on_demand(port)
+            and port.get("binding:host_id") == self.host
+            and port.get("device_id") not in busy
+            and now - _timestamp(port.get("updated_at")) >= grace
+        ]
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch of Neutron's '2026-11-30T10:00:00Z'; 0 when unknown."""
+    try:
+        return float(calendar.timegm(time.strptime(str(value)[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0
+
+
+def _raise_first(*outcomes: Dict[str, Optional[QuantumError]]) -> None:
+    """Raise the first failure of calls made at once, if any."""
+    for outcome in outcomes:
+        for error in outcome.values():
+            if error is not None:
+                raise error

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Root's notes under [host] state_dir that outlive one hook run: the migrations coming to
+this host (which host each of a VM's ports was bound to before it was moved here), and
+what the Quantum server said of port binding. Written by the privileged helper alone.
+
+The directory must be root's and mode 0700 (it is made so when missing; anything else
+is refused): nobody else can put a file or a link there. Even so every note is opened
+relative to the directory's descriptor without following links, and written under a
+fresh name (O_EXCL) before it replaces the old one.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import stat
+import time
+from typing import Any, Dict, Iterator, Optional, Set
+
+from qhook.errors import ConfigError, QhookError
+from qhook.host.trust import private_directory
+from qhook.vocabulary.config import Config
+
+BINDING_KEPT = 3600  # seconds a server's answer about port binding is trusted
+MAX_NOTE_BYTES = 1024 * 1024
+_MIGRATING = "migrating-"
+_SUFFIX = ".json"
+
+
+@contextlib.contextmanager
+def _directory(config: Config) -> Iterator[int]:
+    fd = private_directory(config.host.state_dir, "[host] state_dir")
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def check(config: Config) -> None:
+    """Refuse, in one line, a state_dir root cannot trust (before any work depends on it)."""
+    with _directory(config):
+        pass
+
+
+def _write(directory: int, name: str, value: Any) -> None:
+    """Replace a note at once (a reader sees the old or the new), readable by root alone."""
+    temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600, dir_fd=directory)
+    try:
+        with open(fd, "w", closefd=False) as stream:
+            json.dump(value, stream)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _read(directory: int, name: str) -> Any:
+    """A note, or None if there is none (or it is not a note of ours)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=directory)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_size > MAX_NOTE_BYTES:
+            return None
+        with open(fd, "rb", closefd=False) as stream:
+            return json.loads(stream.read(MAX_NOTE_BYTES))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _unlink(directory: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=directory)
+
+
+def migration(config: Config, vm_id: str) -> Dict[str, Optional[str]]:
+    """Port id -> the host it was bound to before it was moved here (None: made here)."""
+    with _directory(config) as directory:
+        value = _read(directory, f"{_MIGRATING}{vm_id}{_SUFFIX}")
+    return value if isinstance(value, dict) else {}
+
+
+def write_migration(config: Config, vm_id: str, note: Dict[str, Optional[str]]) -> None:
+    """Keep the note of a VM's migration here; an empty one is no note."""
+    name = f"{_MIGRATING}{vm_id}{_SUFFIX}"
+    with _directory(config) as directory:
+        try:
+            if note:
+                _write(directory, name, note)
+            else:
+                _unlink(directory, name)
+        except OSError as error:
+            raise QhookError(
+                f"cannot keep the migration note of VM {vm_id} in {config.host.state_dir}: "
+                f"{error.strerror}"
+            ) from None
+
+
+def arriving_vms(config: Config) -> Set[str]:
+    """The VMs whose migration to this host has not completed."""
+    with _directory(config) as directory:
+        names = os.listdir(directory)
+    return {
+        name[len(_MIGRATING) : -len(_SUFFIX)]
+        for name in names
+        if name.startswith(_MIGRATING) and name.endswith(_SUFFIX)
+    }
+
+
+def known_binding(config: Config, url: str) -> Optional[bool]:
+    """What the server at url said of port binding, if it said so lately."""
+    with _directory(config) as directory:
+        known = _read(directory, "extensions.json")
+    try:
+        same = known["url"] == url and isinstance(known["binding"], bool)
+        fresh = 0 <= time.time() - float(known["checked"]) < BINDING_KEPT
+    except (KeyError, TypeError, ValueError):
+        return None
+    return known["binding"] if same and fresh else None
+
+
+def remember_binding(config: Config, url: str, binding: bool) -> None:
+    """Note what the server said of port binding, for the runs that follow (best effort)."""
+    with contextlib.suppress(OSError, ConfigError), _directory(config) as directory:
+        _write(
+            directory, "extensions.json", {"url": url, "binding": binding, "checked": time.time()}
+        )

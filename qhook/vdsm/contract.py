@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""VDSM's hook contract, implemented here so any VDSM version works.
+
+VDSM runs each hook as a process with the data file named by ``_hook_domxml``
+(``_hook_json`` for JSON hooks) and the custom properties in the environment.
+Exit 0 is success; exit 2 is an error that stops the remaining hooks, and what the
+hook wrote to stderr ends up in vdsm.log and in the error the user sees.
+"""
+
+import os
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, List, Mapping, Optional, TextIO
+
+from qhook import PROGRAM
+from qhook.errors import QhookError, one_line
+from qhook.vocabulary.config import Config, load_config
+
+DOMXML_VARIABLE = "_hook_domxml"
+JSON_VARIABLE = "_hook_json"
+VM_ID_VARIABLE = "vmId"
+
+EXIT_OK = 0
+EXIT_FAILED = 2
+
+
+@dataclass
+class HookContext:
+    """What one hook run knows: its point, the environment VDSM gave, the configuration."""
+
+    point: str
+    env: Mapping[str, str]
+    warnings: List[str] = field(default_factory=list)
+    _config: Optional[Config] = field(default=None, repr=False)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    @property
+    def config(self) -> Config:
+        """The configuration, read on first use: a VM without Quantum vNICs never needs it."""
+        if self._config is None:
+            self._config, warnings = load_config(self.env)
+            self.warnings.extend(warnings)
+        return self._config
+
+    @property
+    def data_path(self) -> str:
+        path = self.env.get(DOMXML_VARIABLE) or self.env.get(JSON_VARIABLE)
+        if not path:
+            raise QhookError(f"{DOMXML_VARIABLE} is not set: this hook is meant to be run by VDSM")
+        return path
+
+    @property
+    def vm_id(self) -> Optional[str]:
+        return self.env.get(VM_ID_VARIABLE) or None
+
+    def read_data(self) -> bytes:
+        path = self.data_path
+        try:
+            with open(path, "rb") as stream:
+                return stream.read()
+        except OSError as error:
+            raise QhookError(f"cannot read {path}: {error.strerror or error}") from None
+
+    def write_data(self, data: bytes) -> None:
+        """Replace the data file atomically: VDSM reads either the old or the new text."""
+        path = self.data_path
+        try:
+            _replace_file(path, data)
+        except OSError as error:
+            raise QhookError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _replace_file(path: str, data: bytes) -> None:
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".qhook-")
+    except OSError:
+        with open(path, "r+b") as stream:  # directory not writable: rewrite in place
+            stream.write(data)
+            stream.truncate()
+        return
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _say(stream: TextIO, text: str) -> None:
+    line = f"{PROGRAM}: {one_line(text)}\n"
+    stream.write(line.encode("ascii", "backslashreplace").decode("ascii"))
+    stream.flush()
+
+
+def run(
+    point: str,
+    action: Callable[[HookContext], None],
+    env: Optional[Mapping[str, str]] = None,
+    stderr: Optional[TextIO] = None,
+) -> int:
+    """Run one hook action under VDSM's contract; return the exit code. Never raises."""
+    err = sys.stderr if stderr is None else stderr
+    context: Optional[HookContext] = None
+    failure = ""
+    try:
+        context = HookContext(point=point, env=os.environ if env is None else env)
+        action(context)
+        code = EXIT_OK
+    except QhookError as error:
+        failure = str(error)
+        code = EXIT_FAILED
+    except Exception as error:  # a bug must still end in one line, not a traceback
+        failure = f"internal error: {type(error).__name__}: {error}"
+        code = EXIT_FAILED
+    if context is not None:
+        for warning in context.warnings:
+            _say(err, f"warning: {point}: {warning}")
+    if code != EXIT_OK:
+        _say(err, f"{point}: {failure}")
+    return code
+
+
+def main(point: str) -> int:
+    """Entry point of the hook scripts: run the action VDSM calls at this point."""
+    from qhook.vdsm.points import action_of
+
+    action = action_of(point)
+    if action is None:
+        _say(sys.stderr, f"{point}: not a hook point of this package")
+        return EXIT_FAILED
+    return run(point, action)

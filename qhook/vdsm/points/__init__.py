@@ -1,0 +1,30 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The hook points of this package, by family: each point is the function of its name in
+the module named here (qhook.vdsm.points.<module>). A hook run imports only its own
+family; no family imports another, and this registry imports none of them."""
+
+import importlib
+from typing import Callable, Dict, Optional
+
+HOOK_POINTS: Dict[str, str] = {
+    "before_device_create": "start",
+    "before_vm_start": "start",
+    "after_vm_destroy": "stop",
+    "before_vm_migrate_destination": "migration",
+    "after_vm_migrate_destination": "migration",
+    "before_nic_hotplug": "hotplug",
+    "after_nic_hotunplug": "hotplug",
+    "after_nic_hotplug_fail": "hotplug",
+    "before_update_device": "update",
+    "after_update_device": "update",
+    "after_update_device_fail": "update",
+    "after_get_caps": "caps",
+}
+
+
+def action_of(point: str) -> Optional[Callable]:
+    """The function VDSM's call at this hook point runs, or None for a point not ours."""
+    family = HOOK_POINTS.get(point)
+    if family is None:
+        return None
+    return getattr(importlib.import_module(f"{__name__}.{family}"), point)

@@ -1,0 +1,203 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The Quantum vNICs of a domain or a device: found by their properties, checked,
+rewritten as their plugin says, and turned into what crosses to root for each."""
+
+from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+from qhook import plugins
+from qhook.errors import PropertyError, QhookError, shown
+from qhook.vdsm import domxml
+from qhook.vdsm.contract import HookContext
+from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
+from qhook.vocabulary.attachment import Attachment
+from qhook.vocabulary.config import PlugMode
+from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu, tap_name_of
+
+VnicInterface = Tuple[domxml.Element, QuantumVnic]
+MAX_QUEUES = 256
+
+
+def _label(interface: domxml.Element) -> str:
+    mac = domxml.interface_mac(interface)
+    try:
+        return f"vNIC {normalise_mac(mac)}"
+    except PropertyError:
+        return "vNIC"  # the error itself names the bad MAC
+
+
+def classify(
+    interface: domxml.Element, properties: Mapping[str, str], context: HookContext
+) -> Optional[QuantumVnic]:
+    """The Quantum vNIC an <interface> with these properties is, or None if not ours."""
+    if not claims(properties):
+        return None
+    kind = interface.get("type")
+    if kind not in domxml.REWRITABLE_TYPES:
+        context.warn(
+            f"{_label(interface)}: a type={shown(kind)} interface cannot join a Quantum "
+            "network; its Quantum properties are ignored"
+        )
+        return None
+    try:
+        vnic = parse_vnic(properties, domxml.interface_mac(interface))
+        _check_mtu(interface, vnic)
+    except PropertyError as error:
+        raise PropertyError(f"{_label(interface)}: {error}") from None
+    return vnic
+
+
+def _check_mtu(interface: domxml.Element, vnic: Optional[QuantumVnic]) -> None:
+    """The mtu property and the engine's <mtu> must agree when both are there."""
+    written = domxml.interface_mtu(interface)
+    if vnic is None or vnic.mtu is None or written is None:
+        return
+    if parse_mtu(written, "<mtu size>") != vnic.mtu:
+        raise PropertyError(
+            f"property mtu={vnic.mtu} contradicts the interface's <mtu size={shown(written)}>"
+        )
+
+
+def domain_vnics(
+    domain: domxml.Element, context: HookContext, tolerant: bool = False
+) -> List[VnicInterface]:
+    """Every Quantum vNIC of a domain, its properties taken from the oVirt metadata.
+
+    tolerant: a vNIC whose properties do not parse is a warning and is skipped, for
+    the hooks that clean up and must not give up on the others.
+    """
+    properties = domxml.device_properties(domain)
+    found = []
+    for interface in domxml.interfaces(domain):
+        mac = (domxml.interface_mac(interface) or "").lower()
+        try:
+            vnic = classify(interface, properties.get(mac, {}), context)
+        except QhookError as error:
+            if not tolerant:
+                raise
+            context.warn(str(error))
+            continue
+        if vnic is not None:
+            found.append((interface, vnic))
+    return found
+
+
+def device_vnic(context: HookContext) -> Optional[VnicInterface]:
+    """The Quantum vNIC of a device hook's XML, with the device's properties; None if the
+    device is none (or the data file is empty)."""
+    data = context.read_data()
+    if not data.strip():
+        return None
+    document = domxml.parse(data, "device XML")
+    if document.root.tag != "interface":
+        return None
+    vnic = classify(document.root, context.env, context)
+    return None if vnic is None else (document.root, vnic)
+
+
+def check_tap_names(domain: domxml.Element, vnics: List[VnicInterface]) -> None:
+    """Refuse two vNICs that would share a host device name."""
+    owners: Dict[str, QuantumVnic] = {}
+    for _, vnic in vnics:
+        other = owners.setdefault(vnic.tap_name, vnic)
+        if other is not vnic:
+            raise QhookError(
+                f"vNICs {other.mac} and {vnic.mac} would both use tap {vnic.tap_name} "
+                f"(host ids {other.host_id} and {vnic.host_id})"
+            )
+    ours = {id(interface) for interface, _ in vnics}
+    for interface in domxml.interfaces(domain):
+        target = domxml.interface_target(interface)
+        if id(interface) not in ours and target in owners:
+            raise QhookError(
+                f"{_label(interface)} already uses device {target}, "
+                f"the tap of Quantum vNIC {owners[target].mac}"
+            )
+
+
+def rewrite(
+    vnics: List[VnicInterface], context: HookContext, tap_names: Optional[Dict[str, str]] = None
+) -> bool:
+    """Rewrite each vNIC's <interface> as its plugin says (tap_names: by MAC, a tap that
+    is not the one of the vNIC's host id); whether anything changed."""
+    changed = False
+    for interface, vnic in vnics:
+        tap_name = (tap_names or {}).get(vnic.mac, vnic.tap_name)
+        spec = plugins.of(vnic.plugin).interface(tap_name, vnic.host_id, context.config.ovs)
+        changed = domxml.rewrite_interface(interface, spec) or changed
+        if vnic.mtu is not None:
+            changed = domxml.ensure_mtu(interface, vnic.mtu) or changed
+        changed = domxml.cap_inbound(interface) or changed
+    return changed
+
+
+def vm_id_of(context: HookContext, domain: Optional[domxml.Element] = None) -> str:
+    """The VM's UUID: the domain's <uuid>, else VDSM's vmId."""
+    value = domain.findtext("uuid") if domain is not None else None
+    if value is None:
+        value = context.vm_id
+        what = "vmId"
+    else:
+        what = "the domain's <uuid>"
+    if value is None:
+        raise QhookError("the VM's UUID is unknown: no <uuid> in the domain and no vmId")
+    return normalise_uuid(value, what)
+
+
+def mirroring(
+    domain: Optional[domxml.Element], vnics: List[VnicInterface], context: HookContext
+) -> Set[str]:
+    """The MACs of the Quantum vNICs with port mirroring; refuse what cannot mirror."""
+    wanted = domxml.port_mirroring(domain) if domain is not None else {}
+    macs: Set[str] = set()
+    for _, vnic in vnics:
+        if vnic.mac not in wanted:
+            continue
+        why = plugins.of(vnic.plugin).cannot_mirror
+        if why is None and vnic.network_id is None:
+            why = "it needs the vNIC's Quantum network (property q_network_id)"
+        elif why is None and context.config.ovs.plug is PlugMode.LIBVIRT:
+            why = "it needs the hook to plug the port ([ovs] plug = hook)"
+        if why:
+            raise QhookError(
+                f"vNIC {vnic.mac}: port mirroring of {', '.join(wanted[vnic.mac])}: {why}"
+            )
+        macs.add(vnic.mac)
+    return macs
+
+
+def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Optional[int]:
+    if text is None:
+        return None
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise QhookError(f"{what} {text!a} is not a number from {lowest} to {highest}")
+    return int(text)
+
+
+def attachment(
+    interface: domxml.Element, vnic: QuantumVnic, vm_id: str, mirror: bool = False
+) -> Attachment:
+    """What root needs to plug the vNIC: queues and MTU come from its <interface>."""
+    driver = interface.find("driver")
+    mtu = interface.find("mtu")
+    target = domxml.interface_target(interface)
+    derived = tap_name_of(vnic.host_id)
+    # A vNIC moved to another port while running keeps the tap its QEMU holds.
+    tap = target if target and TAP_NAME.fullmatch(target) and target != derived else None
+    queues = _number(None if driver is None else driver.get("queues"), "queues", 1, MAX_QUEUES)
+    return Attachment(
+        host_id=vnic.host_id,
+        mac=vnic.mac,
+        plugin=vnic.plugin,
+        vm_id=vm_id,
+        multiqueue=(queues or 1) > 1,
+        mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
+        network_id=vnic.network_id,
+        mirror=mirror,
+        tap=tap,
+    )
+
+
+def rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
+    """Targets named as this package names taps, metadata or not (only ours get removed)."""
+    targets = (domxml.interface_target(interface) for interface in interfaces)
+    return [target for target in targets if target and TAP_NAME.fullmatch(target)]

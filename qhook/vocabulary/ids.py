@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Ids and the names made from them: canonical UUIDs and MACs, MTUs, and the rule that
+names a vNIC's tap after its host id. The hooks apply them to what the engine says; the
+helper applies them again to what the hooks say, and to what it reads back."""
+
+import re
+from typing import Optional
+
+from qhook.errors import PropertyError, shown
+
+TAP_PREFIX = "tap"
+ID_CHARS_IN_NAME = 11
+# The names this package gives taps: 'tap' + the first 11 characters of a lower-case UUID.
+TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
+MTU_RANGE = (68, 65535)  # Linux's IPv4 minimum to the 16-bit maximum
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
+def tap_name_of(host_id: str) -> str:
+    """The host device name of a vNIC: 'tap' + the first 11 characters of its host id."""
+    return TAP_PREFIX + host_id[:ID_CHARS_IN_NAME]
+
+
+def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:
+    """A MAC address as six lower-case hex octets, or PropertyError."""
+    if value is None or not _MAC.fullmatch(value):
+        raise PropertyError(f"{what} {shown(value)} is not a MAC address")
+    return value.lower()
+
+
+def parse_mtu(value: Optional[str], what: str) -> Optional[int]:
+    """An MTU from outside (a property, an XML attribute): None if not given."""
+    if value is None or value == "":
+        return None
+    lowest, highest = MTU_RANGE
+    if not (value.isascii() and value.isdigit()) or not lowest <= int(value) <= highest:
+        raise PropertyError(f"{what}: {shown(value)} is not an MTU from {lowest} to {highest}")
+    return int(value)
+
+
+def normalise_uuid(value: Optional[str], what: str) -> str:
+    """A UUID in lower case, or PropertyError naming what it is."""
+    if value is None or not _UUID.fullmatch(value):
+        raise PropertyError(f"{what}: {shown(value)} is not a UUID")
+    return value.lower()
