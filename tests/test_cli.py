@@ -190,7 +190,9 @@ def test_pip_installs_the_package_and_its_commands(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     target = tmp_path / "target"
-    assert (target / "qhook" / "hooking.py").exists()
+    shipped = {str(p.relative_to(REPO)) for p in (REPO / "qhook").rglob("*.py")}
+    installed = {str(p.relative_to(target)) for p in (target / "qhook").rglob("*.py")}
+    assert installed == shipped  # every package of the tree, none left behind
     assert (target / "bin" / "qhook").exists()
     # The privileged helper is no console script (those lack -I): `qhook hooks helper`
     # writes it, as the RPM does.
