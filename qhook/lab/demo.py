@@ -22,7 +22,7 @@ from qhook.vdsm import domxml
 from qhook.vdsm.points import HOOK_POINTS
 from qhook.vdsm.vnic import QuantumVnic, parse_vnic
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_VM = EXAMPLES / "ovirt-demo-vm.xml"
 LINUX_BRIDGE_WAIT = 3
 DHCP_WAIT = 60
