@@ -8,10 +8,17 @@ modules of this package, and the heaviest other packages. Hooks run as root here
 the privileged helper's work (plumbing) is in the same process: the figures are those of
 the hook and the helper together.
 
-Run as root from the checkout: python3 bench/imports.py [--runs N]
+Wall time swings by several ms on a busy machine; --instructions adds a figure that does
+not: the instructions (valgrind's callgrind, deterministic) that importing the qhook
+modules each hook point loaded costs, beyond the interpreter's own start.
+
+Run as root from the checkout: python3 bench/imports.py [--runs N] [--instructions]
 """
 
 import argparse
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +37,7 @@ from hooks import _device  # noqa: E402
 # What a hook's hot path should not pay for unless it uses it.
 THIRD_PARTY = {"lxml", "requests", "urllib3", "pyroute2", "ovs", "subprocess", "ssl", "json"}
 
+VALGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
 Report = Dict[str, float]  # "total", and each module's own import time (s)
 
 
@@ -79,10 +87,32 @@ def _pass(ovs, env, work: Path) -> Dict[str, Report]:
     return reports
 
 
+def instructions(modules) -> int:
+    """Instructions (callgrind's Ir) of `python -c 'import MODULES'`, beyond `pass`."""
+
+    def count(code: str) -> int:
+        done = subprocess.run(
+            [*VALGRIND, sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/",
+            env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        )
+        return int(re.search(r"Collected : (\d+)", done.stderr).group(1))
+
+    return count("import " + ", ".join(modules)) - count("pass")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (needs valgrind)"
+    )
     args = parser.parse_args()
+    if args.instructions and not shutil.which("valgrind"):
+        parser.error("--instructions needs valgrind")
     with bench_host("imports", "[wiring]\nwait = no\n") as host:
         passes = [_pass(host.ovs, host.env, host.work) for _ in range(args.runs)]
         print(f"imports per hook point, median of {args.runs} runs (modules byte-compiled)")
@@ -100,6 +130,8 @@ def main() -> int:
             print(f"  {'':<29} loaded of {watched}: {', '.join(loaded) or 'none'}")
             qhook = sorted(m for m in modules if m.split(".")[0] == "qhook")
             print(f"  {'':<29} {len(modules)} modules, {len(qhook)} of qhook: {', '.join(qhook)}")
+            if args.instructions:
+                print(f"  {'':<29} importing them: {instructions(qhook) / 1e6:.1f} M instructions")
     return 0
 
 

@@ -13,9 +13,9 @@ below that names it (the module's name, then its openstacknet plugin_type values
 """
 
 import enum
-import importlib
+import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Protocol, Tuple
 
 if TYPE_CHECKING:
     from qhook.vocabulary.config import OvsConfig, PlugMode
@@ -57,21 +57,26 @@ class InterfaceSpec:
     ovs_interface_id: Optional[str] = None
 
 
-@dataclass(frozen=True)
 class HostFacts:
-    """What after_get_caps learnt of the host, for each plugin to say if it is usable."""
+    """What after_get_caps learnt of the host, for each plugin to say if it is usable (a
+    plain class: the hooks' hot path loads this module)."""
 
-    tun: bool  # taps can be made
-    bridge_present: bool  # Open vSwitch answers and has the integration bridge
-    ovn_chassis: Optional[str]  # OVN's chassis name, when ovn-controller is configured
+    __slots__ = ("bridge_present", "ovn_chassis", "tun")
+
+    def __init__(self, tun: bool, bridge_present: bool, ovn_chassis: Optional[str]) -> None:
+        self.tun = tun  # taps can be made
+        self.bridge_present = bridge_present  # Open vSwitch has the integration bridge
+        self.ovn_chassis = ovn_chassis  # OVN's chassis name, when ovn-controller runs
 
 
-class PortView(Protocol):
-    """What the wait reads of a vNIC's Open vSwitch rows."""
+if TYPE_CHECKING:
 
-    external_ids: Dict[str, str]
-    tag: Optional[int]
-    port_other_config: Dict[str, str]
+    class PortView(Protocol):
+        """What the wait reads of a vNIC's Open vSwitch rows (qhook.host.ovsports)."""
+
+        external_ids: Dict[str, str]
+        tag: Optional[int]
+        port_other_config: Dict[str, str]
 
 
 class VnicPlugin:
@@ -92,7 +97,7 @@ class VnicPlugin:
         """Whether the hook makes the tap (else libvirt makes and plugs it)."""
         raise NotImplementedError
 
-    def wired(self, port: Optional[PortView], linked: bool, network: Optional[str]) -> bool:
+    def wired(self, port: Optional["PortView"], linked: bool, network: Optional[str]) -> bool:
         """Whether the agent has wired the vNIC: its rows (watch OVSDB), or whether its tap
         has a master (watch LINK); network, the Quantum network it must be wired for."""
         raise NotImplementedError
@@ -104,7 +109,14 @@ class VnicPlugin:
 
 def of(plugin: Plugin) -> VnicPlugin:
     """The plugin behind a name (its module is loaded on first use)."""
-    return importlib.import_module(f"{__name__}.{plugin.value}").PLUGIN
+    return loaded(f"{__name__}.{plugin.value}").PLUGIN
+
+
+def loaded(module: str) -> Any:
+    """A module by name, imported as an import statement would (so `python -X importtime`
+    counts it, which it does not for importlib.import_module)."""
+    __import__(module)
+    return sys.modules[module]
 
 
 def named(value: str) -> Optional[Plugin]:
@@ -115,7 +127,7 @@ def named(value: str) -> Optional[Plugin]:
         return None
 
 
-def wired_on_the_bridge(port: PortView) -> bool:
+def wired_on_the_bridge(port: "PortView") -> bool:
     """Whether any plugin of the integration bridge would call this port wired (for a
     listing, where the vNIC's plugin is not known)."""
     bridged = (of(p) for p in Plugin)

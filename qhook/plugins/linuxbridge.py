@@ -3,10 +3,13 @@
 and puts on its `brq` bridge. Wired: the tap has a master. No Open vSwitch, so no port
 mirroring; the name is the port's, so a running vNIC cannot move to another port."""
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from qhook.plugins import HostFacts, InterfaceSpec, Plugin, PortView, VnicPlugin, Watch
+from qhook.plugins import HostFacts, InterfaceSpec, Plugin, VnicPlugin, Watch
 from qhook.vocabulary.config import OvsConfig, PlugMode
+
+if TYPE_CHECKING:
+    from qhook.plugins import PortView
 
 
 class LinuxbridgePlugin(VnicPlugin):
@@ -28,7 +31,7 @@ class LinuxbridgePlugin(VnicPlugin):
     def hook_makes_tap(self, plug: PlugMode) -> bool:
         return True
 
-    def wired(self, port: Optional[PortView], linked: bool, network: Optional[str]) -> bool:
+    def wired(self, port: Optional["PortView"], linked: bool, network: Optional[str]) -> bool:
         return linked
 
     def usable(self, facts: HostFacts) -> bool:

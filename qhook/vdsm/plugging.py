@@ -1,16 +1,54 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The root work of the hook points, asked of the privileged helper: the ports on demand
-found or made (and given back if what follows fails), the vNICs plugged before the XML
-is written (and unplugged if writing fails), and the vNICs unplugged."""
+"""The root work of the hook points, asked of the privileged helper: what crosses to root
+for each vNIC (its attachment), the ports on demand found or made (and given back if
+what follows fails), the vNICs plugged before the XML is written (and unplugged if
+writing fails), and the vNICs unplugged."""
 
 import contextlib
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from qhook.errors import QhookError
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
-from qhook.vdsm.vnics import VnicInterface, attachment, mirroring, rewritten_taps
+from qhook.vdsm.vnic import QuantumVnic
+from qhook.vdsm.vnics import VnicInterface, mirroring, rewritten_taps
 from qhook.vocabulary import schema
+from qhook.vocabulary.attachment import Attachment
+from qhook.vocabulary.ids import TAP_NAME, parse_mtu, tap_name_of
+
+MAX_QUEUES = 256
+
+
+def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Optional[int]:
+    if text is None:
+        return None
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise QhookError(f"{what} {text!a} is not a number from {lowest} to {highest}")
+    return int(text)
+
+
+def attachment(
+    interface: domxml.Element, vnic: QuantumVnic, vm_id: str, mirror: bool = False
+) -> Attachment:
+    """What root needs to plug the vNIC: queues and MTU come from its <interface>."""
+    driver = interface.find("driver")
+    mtu = interface.find("mtu")
+    target = domxml.interface_target(interface)
+    derived = tap_name_of(vnic.host_id)
+    # A vNIC moved to another port while running keeps the tap its QEMU holds.
+    tap = target if target and TAP_NAME.fullmatch(target) and target != derived else None
+    queues = _number(None if driver is None else driver.get("queues"), "queues", 1, MAX_QUEUES)
+    return Attachment(
+        host_id=vnic.host_id,
+        mac=vnic.mac,
+        plugin=vnic.plugin,
+        vm_id=vm_id,
+        multiqueue=(queues or 1) > 1,
+        mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
+        network_id=vnic.network_id,
+        mirror=mirror,
+        tap=tap,
+    )
 
 
 def plug_and_write(

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The Quantum vNICs of a domain or a device: found by their properties, checked,
-rewritten as their plugin says, and turned into what crosses to root for each."""
+"""The Quantum vNICs of a domain or a device: found by their properties, checked, and
+rewritten as their plugin says."""
 
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
@@ -9,12 +9,10 @@ from qhook.errors import PropertyError, QhookError, shown
 from qhook.vdsm import domxml
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
-from qhook.vocabulary.attachment import Attachment
 from qhook.vocabulary.config import PlugMode
-from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu, tap_name_of
+from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu
 
 VnicInterface = Tuple[domxml.Element, QuantumVnic]
-MAX_QUEUES = 256
 
 
 def _label(interface: domxml.Element) -> str:
@@ -163,38 +161,6 @@ def mirroring(
             )
         macs.add(vnic.mac)
     return macs
-
-
-def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Optional[int]:
-    if text is None:
-        return None
-    if not text.isdigit() or not lowest <= int(text) <= highest:
-        raise QhookError(f"{what} {text!a} is not a number from {lowest} to {highest}")
-    return int(text)
-
-
-def attachment(
-    interface: domxml.Element, vnic: QuantumVnic, vm_id: str, mirror: bool = False
-) -> Attachment:
-    """What root needs to plug the vNIC: queues and MTU come from its <interface>."""
-    driver = interface.find("driver")
-    mtu = interface.find("mtu")
-    target = domxml.interface_target(interface)
-    derived = tap_name_of(vnic.host_id)
-    # A vNIC moved to another port while running keeps the tap its QEMU holds.
-    tap = target if target and TAP_NAME.fullmatch(target) and target != derived else None
-    queues = _number(None if driver is None else driver.get("queues"), "queues", 1, MAX_QUEUES)
-    return Attachment(
-        host_id=vnic.host_id,
-        mac=vnic.mac,
-        plugin=vnic.plugin,
-        vm_id=vm_id,
-        multiqueue=(queues or 1) > 1,
-        mtu=parse_mtu(None if mtu is None else mtu.get("size"), "<mtu size>"),
-        network_id=vnic.network_id,
-        mirror=mirror,
-        tap=tap,
-    )
 
 
 def rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:

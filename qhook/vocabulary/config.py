@@ -6,8 +6,7 @@ import configparser
 import enum
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from qhook.errors import ConfigError, one_line, shown
 
@@ -30,8 +29,7 @@ class PlugMode(enum.Enum):
     LIBVIRT = "libvirt"
 
 
-@dataclass(frozen=True)
-class OvsConfig:
+class OvsConfig(NamedTuple):
     """The [ovs] section."""
 
     connection: str = "unix:/var/run/openvswitch/db.sock"
@@ -47,8 +45,7 @@ class OnTimeout(enum.Enum):
     FAIL = "fail"
 
 
-@dataclass(frozen=True)
-class WiringConfig:
+class WiringConfig(NamedTuple):
     """The [wiring] section: waiting for the agent to wire the ports before the VM runs."""
 
     wait: bool = True
@@ -56,8 +53,7 @@ class WiringConfig:
     on_timeout: OnTimeout = OnTimeout.START
 
 
-@dataclass(frozen=True)
-class HostConfig:
+class HostConfig(NamedTuple):
     """The [host] section: how the unprivileged hooks get root work done, and who the host
     is to the agents."""
 
@@ -69,8 +65,7 @@ class HostConfig:
     state_dir: str = "/run/vdsm-hook-quantum"
 
 
-@dataclass(frozen=True)
-class OnDemandConfig:
+class OnDemandConfig(NamedTuple):
     """The [on_demand] section: ports made by the host for vNICs whose profile names only
     the Quantum network."""
 
@@ -80,14 +75,13 @@ class OnDemandConfig:
     timeout: float = 30.0
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """Everything the hooks read from the configuration file."""
 
-    ovs: OvsConfig = field(default_factory=OvsConfig)
-    wiring: WiringConfig = field(default_factory=WiringConfig)
-    host: HostConfig = field(default_factory=HostConfig)
-    on_demand: OnDemandConfig = field(default_factory=OnDemandConfig)
+    ovs: OvsConfig = OvsConfig()
+    wiring: WiringConfig = WiringConfig()
+    host: HostConfig = HostConfig()
+    on_demand: OnDemandConfig = OnDemandConfig()
     source: str = "defaults"
 
 

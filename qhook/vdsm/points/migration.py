@@ -5,8 +5,8 @@ after_vm_migrate_destination once it runs here."""
 from qhook.errors import QhookError
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
-from qhook.vdsm.plugging import plug_and_write, ports_on_demand, resolve
-from qhook.vdsm.vnics import attachment, check_tap_names, domain_vnics, vm_id_of
+from qhook.vdsm.plugging import attachment, plug_and_write, ports_on_demand, resolve
+from qhook.vdsm.vnics import check_tap_names, domain_vnics, vm_id_of
 from qhook.vocabulary import schema
 
 

@@ -4,9 +4,7 @@ then before_vm_start on the whole domain."""
 
 from qhook.vdsm import domxml
 from qhook.vdsm.contract import HookContext
-from qhook.vdsm.plugging import plug_and_write, ports_on_demand
 from qhook.vdsm.vnics import check_tap_names, classify, domain_vnics, rewrite, vm_id_of
-from qhook.vocabulary import schema
 
 
 def before_device_create(context: HookContext) -> None:
@@ -26,6 +24,11 @@ def before_vm_start(context: HookContext) -> None:
     vnics = domain_vnics(document.root, context)
     if not vnics:
         return
+    # Only now the root work's modules: a device hook, or a VM without Quantum vNICs,
+    # never loads them.
+    from qhook.vdsm.plugging import plug_and_write, ports_on_demand
+    from qhook.vocabulary import schema
+
     vm_id = vm_id_of(context, document.root)
     with ports_on_demand(vnics, vm_id, context, schema.START) as resolved:
         check_tap_names(document.root, resolved)

@@ -6,7 +6,8 @@ from qhook import plugins
 from qhook.errors import QhookError
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
-from qhook.vdsm.vnics import attachment, classify, device_vnic, rewrite, vm_id_of
+from qhook.vdsm.plugging import attachment
+from qhook.vdsm.vnics import classify, device_vnic, rewrite, vm_id_of
 from qhook.vocabulary.config import PlugMode
 
 
