@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, one_line
-from qhook.host import plumbing
+from qhook.host import plumbing, state
 from qhook.host.capabilities import host_capabilities
 from qhook.host.trust import load_trusted_config
 from qhook.vocabulary import schema
@@ -58,6 +58,8 @@ def execute(request: schema.Request, config: Config) -> Dict[str, Any]:
         return {"repaired": repaired, "problems": problems}
     if request.verb == schema.PORTS:
         return _ports(request, config)
+    if request.verb == schema.NOTE:
+        return {"noted": _note(request, config)}
     problems = plumbing.remove_ours(request.ports, request.taps, request.vm_id, config)
     notes = _release(request, config) if request.on_demand else []
     return {"problems": problems, "notes": notes}
@@ -71,6 +73,16 @@ def _ports(request: schema.Request, config: Config) -> Dict[str, Any]:
         found = quantum.ensure(request.vm_id, request.vnics, request.mode)
         ports = [{"mac": f.mac, "port_id": f.port_id, "created": f.created} for f in found]
         return {"ports": ports, "notes": quantum.notes}
+
+
+def _note(request: schema.Request, config: Config) -> str:
+    """What VDSM said of the VM, kept for its ports on demand (qhook.host.ondemand)."""
+    if request.event == schema.BACK:
+        for event in state.EVENTS:
+            state.forget_event(config, request.vm_id, event)
+    else:
+        state.note_event(config, request.vm_id, request.event)
+    return request.event
 
 
 def _release(request: schema.Request, config: Config) -> List[str]:

@@ -167,6 +167,8 @@ def clean_quantum(
             if port["id"] not in ids and "tap" + port["id"][:11] not in taps
         ]
         deleted = {} if dry_run else quantum.delete([port["id"] for port in orphans])
+        gone = {port.get("device_id") for port in orphans if deleted.get(port["id"], 0) is None}
+        quantum.forget_suspended(vm for vm in gone if isinstance(vm, str))
         for port in orphans:
             why = f"VM {port.get('device_id')} has nothing plugged on {quantum.host}"
             if dry_run:

@@ -78,6 +78,7 @@ class Quantum:
         self.project = creates_need_project(settings)
         self.notes: List[str] = list(warnings)
         self._binding: Optional[bool] = None
+        self._asked = False
 
     @functools.cached_property
     def host(self) -> str:
@@ -90,27 +91,32 @@ class Quantum:
     def __exit__(self, *exc_info: object) -> None:
         self.client.close()
 
-    def binding(self) -> bool:
-        """Whether the server binds ports to hosts: asked of its extensions once, then
-        remembered for a while (qhook.host.state)."""
-        if self._binding is None:
+    def binding(self) -> Optional[bool]:
+        """Whether the server binds ports to hosts: True when it lists the binding
+        extension, or a port it made came back bound to the host asked for; False when
+        one came back without; None while that is not known (no extension listed, no port
+        made yet). Learnt once, then remembered for a while (qhook.host.state)."""
+        if not self._asked:
+            self._asked = True
             self._binding = state.known_binding(self.config, self.client.base_url())
             if self._binding is None:
                 try:
                     self.client.request("GET", f"extensions/{BINDING}")
-                    self._binding = True
+                    self._learnt(True)
                 except QuantumError as error:
                     if error.status != 404:
                         raise
-                    self._binding = False
-                state.remember_binding(self.config, self.client.base_url(), self._binding)
-            if not self._binding:
-                self.notes.append(
-                    f"Quantum at {self.client.base_url()} has no port binding (extension "
-                    f"{BINDING}): ports are not bound to {self.host}, and a stopped VM's ports "
-                    "are left (where the VM runs cannot be told); qhook port delete removes them"
-                )
         return self._binding
+
+    def _learnt(self, binding: bool) -> None:
+        self._binding = binding
+        state.remember_binding(self.config, self.client.base_url(), binding)
+        if not binding:
+            self.notes.append(
+                f"Quantum at {self.client.base_url()} does not bind ports to hosts (no "
+                f"{BINDING} extension, and binding:host_id comes back unset): ports are not "
+                f"bound to {self.host}; where a VM runs, VDSM's own events tell"
+            )
 
     def ports(self, vm_id: str) -> Dict[str, Dict[str, Any]]:
         """This package's ports of the VM, by MAC: one request."""
@@ -140,7 +146,7 @@ class Quantum:
             stale = [
                 existing[v.mac]
                 for v in vnics
-                if binding and existing[v.mac].get("binding:host_id") != self.host
+                if self._binding and existing[v.mac].get("binding:host_id") != self.host
             ]
             if mode == schema.MIGRATE:
                 note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
@@ -171,13 +177,34 @@ class Quantum:
         return {v.mac: existing[v.mac] for v in vnics if v.mac in existing}
 
     def _create(
-        self, vm_id: str, vnics: Sequence[schema.PortWanted], binding: bool
+        self, vm_id: str, vnics: Sequence[schema.PortWanted], binding: Optional[bool]
     ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
         """Make the missing ports in one request: (made, found). The ports a concurrent run
-        made meanwhile (their MACs are taken) are found instead."""
+        made meanwhile (their MACs are taken) are found instead. Unless the server is known
+        not to bind, the ports ask for this host; what comes back tells whether it binds."""
         if not vnics:
             return {}, {}
-        extra: Dict[str, Any] = {"binding:host_id": self.host} if binding else {}
+        ask_host = binding is not False
+        try:
+            made = self._make(vm_id, vnics, ask_host)
+        except QuantumError as error:
+            if ask_host and binding is None and _refused_binding(error):
+                self._learnt(False)  # a server that does not know the attribute at all
+                return self._create(vm_id, vnics, False)
+            if error.kind != "MacAddressInUse":
+                raise
+            found = self._existing(vm_id, vnics)
+            if len(found) < len(vnics):
+                raise
+            return {}, found
+        if ask_host and binding is None:
+            self._learnt(all(port.get("binding:host_id") == self.host for port in made))
+        return {str(port["mac_address"]).lower(): port for port in made}, {}
+
+    def _make(
+        self, vm_id: str, vnics: Sequence[schema.PortWanted], ask_host: bool
+    ) -> List[Dict[str, Any]]:
+        extra: Dict[str, Any] = {"binding:host_id": self.host} if ask_host else {}
         if self.project:
             extra["project_id"] = self.project
         items = [
@@ -192,28 +219,20 @@ class Quantum:
             }
             for vnic in vnics
         ]
-        try:
-            made = (
-                [self.client.create("ports", **items[0])]
-                if len(items) == 1
-                else self.client.create_many("ports", items)
-            )
-        except QuantumError as error:
-            if error.kind != "MacAddressInUse":
-                raise
-            found = self._existing(vm_id, vnics)
-            if len(found) < len(vnics):
-                raise
-            return {}, found
-        return {str(port["mac_address"]).lower(): port for port in made}, {}
+        if len(items) == 1:
+            return [self.client.create("ports", **items[0])]
+        return self.client.create_many("ports", items)
 
     # -- the end of a VM here ------------------------------------------------------------
     def release(self, vm_id: str, macs: Iterable[str]) -> None:
         """The vNICs are gone from this host: delete their ports made on demand, or give
-        them back to the host they came from (a migration that failed); leave ports bound
-        elsewhere."""
+        them back to the host they came from (a migration here that failed). VDSM's own
+        events decide first: a VM that left by migration leaves them to its new host, a
+        suspended one keeps them; then the binding: a port bound elsewhere is left."""
         wanted = set(macs)
         note = state.migration(self.config, vm_id)
+        left = state.noted(self.config, vm_id, state.LEFT)
+        suspended = state.noted(self.config, vm_id, state.SUSPENDED)
         ports = self.ports(vm_id)
         done: Set[str] = set()
         doomed: List[str] = []
@@ -231,13 +250,25 @@ class Quantum:
                     f"port {port['id']} of vNIC {mac} given back to {previous or 'no host'}: "
                     "the VM's migration here did not complete"
                 )
-            elif port["id"] in note or (self.binding() and bound in ("", self.host)):
+            elif left is not None:
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} left to the host VM {vm_id} migrated to"
+                )
+            elif suspended is not None:
+                self.notes.append(
+                    f"port {port['id']} of vNIC {mac} kept: VM {vm_id} is suspended and may "
+                    "come back (qhook cleanup --quantum deletes it after [on_demand] "
+                    "keep_suspended)"
+                )
+            elif port["id"] in note or self.binding() is not True or bound in ("", self.host):
                 doomed.append(port["id"])
-            elif self.binding():
+            else:
                 self.notes.append(
                     f"port {port['id']} of vNIC {mac} left to {bound}, where the VM runs now"
                 )
         _raise_first(self._bind(back), self.delete(doomed))
+        if left is not None:
+            state.forget_event(self.config, vm_id, state.LEFT)
         alive = {port["id"] for port in ports.values()}
         state.write_migration(
             self.config, vm_id, {k: v for k, v in note.items() if k in alive and k not in done}
@@ -279,21 +310,35 @@ class Quantum:
     # -- qhook cleanup --quantum -----------------------------------------------------------
     def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:
         """Ports made on demand, bound to this host, whose VM has nothing plugged here, is
-        not arriving, and that no one changed for `grace` seconds."""
+        not arriving, is not suspended for less than [on_demand] keep_suspended, and that
+        no one changed for `grace` seconds. A suspended VM's ports it keeps are a note."""
         if not self.binding():
             return []
-        busy = running | state.arriving_vms(self.config)
         now = time.time()
-        return [
-            port
-            for port in self.client.list(
-                "ports", device_owner=OWNER, **{"binding:host_id": self.host}
-            )
-            if made_on_demand(port)
-            and port.get("binding:host_id") == self.host
-            and port.get("device_id") not in busy
-            and now - _timestamp(port.get("updated_at")) >= grace
-        ]
+        keep = self.config.on_demand.keep_suspended * 86400
+        suspended = state.noted_vms(self.config, state.SUSPENDED)
+        kept = {vm for vm, since in suspended.items() if now - since < keep}
+        busy = running | state.arriving_vms(self.config) | kept
+        candidates = self.client.list("ports", device_owner=OWNER, **{"binding:host_id": self.host})
+        found = []
+        for port in candidates:
+            if not made_on_demand(port) or port.get("binding:host_id") != self.host:
+                continue
+            vm = port.get("device_id")
+            if vm in kept and vm not in running:
+                days = (now - suspended[vm]) / 86400
+                self.notes.append(
+                    f"port {port['id']} of suspended VM {vm} kept ({days:.1f} of "
+                    f"{self.config.on_demand.keep_suspended:g} days of [on_demand] keep_suspended)"
+                )
+            elif vm not in busy and now - _timestamp(port.get("updated_at")) >= grace:
+                found.append(port)
+        return found
+
+    def forget_suspended(self, vm_ids: Iterable[str]) -> None:
+        """The VMs whose ports went: their suspension is no longer kept."""
+        for vm in vm_ids:
+            state.forget_event(self.config, vm, state.SUSPENDED)
 
 
 def _timestamp(value: Any) -> float:
@@ -302,6 +347,11 @@ def _timestamp(value: Any) -> float:
         return float(calendar.timegm(time.strptime(str(value)[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return 0.0
+
+
+def _refused_binding(error: QuantumError) -> bool:
+    """The server refused the port because it does not know binding:host_id."""
+    return error.status == 400 and "binding:host_id" in str(error)
 
 
 def _raise_first(*outcomes: Dict[str, Optional[QuantumError]]) -> None:

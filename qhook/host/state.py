@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Root's notes under [host] state_dir that outlive one hook run: the migrations coming to
-this host (which host each of a VM's ports was bound to before it was moved here), and
-what the Quantum server said of port binding. Written by the privileged helper alone.
+this host (which host each of a VM's ports was bound to before it was moved here), what
+VDSM said happened to a VM (suspended here, left for another host), and what the
+Quantum server said of port binding. Written by the privileged helper alone.
 
 The directory must be root's and mode 0700 (it is made so when missing; anything else
 is refused): nobody else can put a file or a link there. Even so every note is opened
@@ -25,6 +26,10 @@ BINDING_KEPT = 3600  # seconds a server's answer about port binding is trusted
 MAX_NOTE_BYTES = 1024 * 1024
 _MIGRATING = "migrating-"
 _SUFFIX = ".json"
+# What VDSM said of a VM, each noted with when: its ports on demand follow it.
+SUSPENDED = "suspended"  # after_vm_hibernate: saved to a file, it may come back
+LEFT = "left"  # after_vm_migrate_source: it runs on another host now
+EVENTS = (SUSPENDED, LEFT)
 
 
 @contextlib.contextmanager
@@ -115,6 +120,51 @@ def arriving_vms(config: Config) -> Set[str]:
         for name in names
         if name.startswith(_MIGRATING) and name.endswith(_SUFFIX)
     }
+
+
+def _event_file(event: str, vm_id: str) -> str:
+    if event not in EVENTS:
+        raise ValueError(f"not an event: {event}")
+    return f"{event}-{vm_id}{_SUFFIX}"
+
+
+def note_event(config: Config, vm_id: str, event: str) -> None:
+    """Note that VDSM said this of the VM, now."""
+    with _directory(config) as directory:
+        try:
+            _write(directory, _event_file(event, vm_id), {"since": time.time()})
+        except OSError as error:
+            raise QhookError(
+                f"cannot note that VM {vm_id} is {event} in {config.host.state_dir}: "
+                f"{error.strerror}"
+            ) from None
+
+
+def noted(config: Config, vm_id: str, event: str) -> Optional[float]:
+    """When VDSM said this of the VM (seconds since the epoch), if it did."""
+    with _directory(config) as directory:
+        value = _read(directory, _event_file(event, vm_id))
+    since = value.get("since") if isinstance(value, dict) else None
+    return float(since) if isinstance(since, (int, float)) else None
+
+
+def forget_event(config: Config, vm_id: str, event: str) -> None:
+    with _directory(config) as directory:
+        _unlink(directory, _event_file(event, vm_id))
+
+
+def noted_vms(config: Config, event: str) -> Dict[str, float]:
+    """The VMs VDSM said this of, and when."""
+    prefix = f"{event}-"
+    with _directory(config) as directory:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(_SUFFIX)]
+        found = {}
+        for name in names:
+            value = _read(directory, name)
+            since = value.get("since") if isinstance(value, dict) else None
+            if isinstance(since, (int, float)):
+                found[name[len(prefix) : -len(_SUFFIX)]] = float(since)
+    return found
 
 
 def known_binding(config: Config, url: str) -> Optional[bool]:

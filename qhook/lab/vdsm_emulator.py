@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """VDSM's hook runner, emulated: for the demo (`qhook run`) and the tests.
 
-It follows VDSM's documented contract: every executable regular file in
+It follows VDSM's contract (lib/vdsm/common/hooks.py): every executable regular file in
 ``<hooks>/<point>/`` runs in sorted name order with the data in a temporary file
 named by ``_hook_domxml``; the environment is VDSM's plus the device's custom
 properties (device hooks) plus the VM's (the VM's win) plus ``vmId``; exit 1 is an
-error, exit 2 an error that stops the remaining hooks of the point. At VM start,
-before_device_create runs for each device with a ``custom`` entry in the metadata
-and the rewritten device moves to the end of ``<devices>``; then before_vm_start
-runs on the whole domain.
+error, exit 2 an error that stops the remaining hooks of the point. And its flows
+(lib/vdsm/virt/vm.py): at VM start, before_device_create runs for each device with a
+``custom`` entry in the metadata and the rewritten device moves to the end of
+``<devices>``; then before_vm_start runs on the whole domain. Suspend, resume, a
+memory snapshot's restore and the source side of a migration run as vm.py runs them
+(see hibernate_vm, restore_vm, migrate_away): which XML each point gets, which outputs
+are ignored, the environment.
 """
 
 import copy
@@ -18,11 +21,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from qhook.vdsm import domxml
 
-# Hook points whose failure aborts the VM operation.
+# Hook points whose failure aborts the VM operation (hooks.py: raiseError, or
+# before_vm_start's own raise once the directory ran).
 ABORTING_POINTS = frozenset(
     {
         "before_device_create",
@@ -32,6 +36,10 @@ ABORTING_POINTS = frozenset(
         "before_update_device",
         "before_vm_migrate_destination",
         "before_device_migrate_destination",
+        "before_vm_migrate_source",
+        "before_device_migrate_source",
+        "before_vm_hibernate",
+        "before_vm_dehibernate",
     }
 )
 
@@ -155,15 +163,11 @@ class VdsmEmulator:
             return ScriptRun(str(script), -9, f"killed after {self.script_timeout:g} s\n")
         return ScriptRun(str(script), done.returncode, done.stderr.decode("utf-8", "replace"))
 
-    def start_vm(self, domain_xml: bytes, data_dir: Optional[str] = None) -> "VmStart":
-        """The hooks of a VM start: device hooks, then before_vm_start; the final XML."""
-        document = domxml.parse(domain_xml, "domain XML")
-        domain = document.root
-        vm_id = domain.findtext("uuid")
+    def _custom_devices(self, domain: domxml.Element):
+        """(interface, its device XML, its custom properties with the VM's) for every vNIC
+        with a `custom` entry in the metadata: the devices VDSM runs device hooks for."""
         vm_properties = domxml.vm_properties(domain)
         device_properties = domxml.device_properties(domain)
-        devices = domain.find("devices")
-        runs: List[PointRun] = []
         for interface in domxml.interfaces(domain):
             mac = (domxml.interface_mac(interface) or "").lower()
             if mac not in device_properties:
@@ -173,18 +177,103 @@ class VdsmEmulator:
             device = copy.deepcopy(interface)
             device.tail = None
             domxml.etree.cleanup_namespaces(device)
-            run = self.run_point(
-                "before_device_create", domxml.element_bytes(device), properties, vm_id, data_dir
-            )
+            yield interface, domxml.element_bytes(device), properties
+
+    def start_vm(self, domain_xml: bytes, data_dir: Optional[str] = None) -> "VmStart":
+        """The hooks of a VM start: device hooks, then before_vm_start; the final XML."""
+        document = domxml.parse(domain_xml, "domain XML")
+        domain = document.root
+        vm_id = domain.findtext("uuid")
+        devices = domain.find("devices")
+        runs: List[PointRun] = []
+        for interface, device, properties in list(self._custom_devices(domain)):
+            run = self.run_point("before_device_create", device, properties, vm_id, data_dir)
             runs.append(run)
             rewritten = domxml.parse(run.data_out, "device XML").root
             devices.remove(interface)
             domxml.append_child(devices, rewritten)
         run = self.run_point(
-            "before_vm_start", domxml.serialize(document), vm_properties, vm_id, data_dir
+            "before_vm_start",
+            domxml.serialize(document),
+            domxml.vm_properties(domain),
+            vm_id,
+            data_dir,
         )
         runs.append(run)
         return VmStart(domain_xml=run.data_out, runs=runs)
+
+    def _vm_point(self, point: str, domain_xml: bytes, data_dir=None, **extra: str) -> PointRun:
+        """A VM-level hook point on this domain XML, with the VM's properties and vmId."""
+        domain = domxml.parse(domain_xml, "domain XML").root
+        properties = {**domxml.vm_properties(domain), **extra}
+        return self.run_point(point, domain_xml, properties, domain.findtext("uuid"), data_dir)
+
+    def hibernate_vm(
+        self,
+        running_xml: bytes,
+        save: Optional[Callable[[], None]] = None,
+        data_dir: Optional[str] = None,
+    ) -> List[PointRun]:
+        """Suspend (vm.hibernate): before_vm_hibernate on the running domain's XML (its
+        failure aborts), libvirt saves the domain (save()), after_vm_hibernate when
+        libvirt reports it stopped as saved; then the VM is released: after_vm_destroy."""
+        runs = [self._vm_point("before_vm_hibernate", running_xml, data_dir)]
+        if save is not None:
+            save()
+        runs.append(self._vm_point("after_vm_hibernate", running_xml, data_dir))
+        runs.append(self.destroy_vm(running_xml, data_dir))
+        return runs
+
+    def restore_vm(
+        self,
+        engine_xml: bytes,
+        saved_xml: bytes,
+        from_snapshot: bool,
+        restore: Optional[Callable[[bytes], bytes]] = None,
+        data_dir: Optional[str] = None,
+    ) -> List[PointRun]:
+        """Resume after a suspension (from_snapshot False), or restore a memory snapshot
+        (True), as vm._run does for a FILE origin: the device hooks and before_vm_start
+        on the XML VDSM builds from the engine's, their output ignored (a failure still
+        aborts); before_vm_dehibernate on the saved image's XML (a snapshot's: the XML
+        the engine kept) with FROM_SNAPSHOT, its output ignored too; libvirt defines
+        and restores the saved XML (restore(saved XML) -> the running domain's XML);
+        after_vm_dehibernate on the running domain's XML."""
+        runs = self.start_vm(engine_xml, data_dir).runs
+        flag = {"FROM_SNAPSHOT": str(from_snapshot)}
+        runs.append(self._vm_point("before_vm_dehibernate", saved_xml, data_dir, **flag))
+        running = restore(saved_xml) if restore is not None else saved_xml
+        # vm.py passes the bool here; an environment holds its text.
+        runs.append(self._vm_point("after_vm_dehibernate", running, data_dir, **flag))
+        return runs
+
+    def migrate_away(
+        self,
+        running_xml: bytes,
+        migrate: Optional[Callable[[], None]] = None,
+        data_dir: Optional[str] = None,
+    ) -> List[PointRun]:
+        """The source side of a migration (vm.prepare_migration, then the STOPPED/MIGRATED
+        event): before_device_migrate_source per vNIC with custom properties and
+        before_vm_migrate_source (failures abort), libvirt migrates (migrate()),
+        after_vm_migrate_source and after_device_migrate_source, then after_vm_destroy."""
+        domain = domxml.parse(running_xml, "domain XML").root
+        vm_id = domain.findtext("uuid")
+        devices = list(self._custom_devices(domain))
+        runs = [
+            self.run_point("before_device_migrate_source", device, properties, vm_id, data_dir)
+            for _, device, properties in devices
+        ]
+        runs.append(self._vm_point("before_vm_migrate_source", running_xml, data_dir))
+        if migrate is not None:
+            migrate()
+        runs.append(self._vm_point("after_vm_migrate_source", running_xml, data_dir))
+        runs += [
+            self.run_point("after_device_migrate_source", device, properties, vm_id, data_dir)
+            for _, device, properties in devices
+        ]
+        runs.append(self.destroy_vm(running_xml, data_dir))
+        return runs
 
     def update_device(
         self,

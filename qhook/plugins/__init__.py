@@ -88,6 +88,9 @@ class VnicPlugin:
     watch: Watch
     cannot_mirror: Optional[str] = None  # why port mirroring is refused; None: it works
     cannot_move: Optional[str] = None  # why a running vNIC cannot move; None: it can
+    # The agent finds the tap by its name (made from the port's id), not by OVS ids: a
+    # tap of another name (a VM saved on an older port) is not the vNIC's to it.
+    finds_the_tap_by_name: bool = False
 
     def interface(self, tap_name: str, host_id: str, ovs: "OvsConfig") -> InterfaceSpec:
         """What the vNIC's <interface> says of the host side."""

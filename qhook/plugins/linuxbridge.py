@@ -17,6 +17,7 @@ class LinuxbridgePlugin(VnicPlugin):
     label = "Linux bridge"
     on_integration_bridge = False
     watch = Watch.LINK
+    finds_the_tap_by_name = True
     cannot_mirror = "a Linux bridge vNIC cannot: mirrors are made on Open vSwitch"
     cannot_move = (
         "a Linux bridge vNIC cannot move to another Quantum port while the VM runs: the "

@@ -7,8 +7,8 @@ from typing import Any, Callable, Optional
 
 from qhook.errors import ConfigError
 from qhook.quantum.client import QuantumClient, StaticToken
-from qhook.quantum.keystone import KeystonePassword
-from qhook.quantum.settings import AuthKind, QuantumSettings
+from qhook.quantum.keystone import KeystonePassword, KeystonePasswordV2
+from qhook.quantum.settings import AuthKind, QuantumSettings, identity_version
 
 
 def connect(
@@ -20,7 +20,16 @@ def connect(
     """A client with the settings' endpoint, authentication, CA and timeouts; `budget`
     bounds all its calls together, in seconds."""
     auth: Any
-    if settings.auth is AuthKind.KEYSTONE:
+    if settings.auth is AuthKind.KEYSTONE and identity_version(settings) == "2.0":
+        auth = KeystonePasswordV2(
+            settings.auth_url,  # type: ignore[arg-type]
+            settings.username,  # type: ignore[arg-type]
+            settings.password,  # type: ignore[arg-type]
+            settings.project_name,  # type: ignore[arg-type]
+            region_name=settings.region_name,
+            interface=settings.interface,
+        )
+    elif settings.auth is AuthKind.KEYSTONE:
         auth = KeystonePassword(
             settings.auth_url,  # type: ignore[arg-type]
             settings.username,  # type: ignore[arg-type]

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Tokens for the Quantum client: a static one, or Keystone v3 password authentication.
+"""Tokens for the Quantum client: Keystone password authentication, v3 or v2.0.
 
-Keystone gives a project-scoped token (POST /v3/auth/tokens, the token in the
+Keystone v3 gives a project-scoped token (POST /v3/auth/tokens, the token in the
 X-Subject-Token header) and the service catalog, where the network endpoint is found.
-A token is renewed shortly before it expires, and once more when the API answers 401.
+v2.0 (POST /v2.0/tokens with passwordCredentials and a tenantName) is what oVirt's
+engine speaks to ovirt-provider-ovn, whose Keystone stand-in knows no other. Either way
+a token is renewed shortly before it expires, and once more when the API answers 401.
 """
 
 import datetime
@@ -141,11 +143,10 @@ class KeystonePassword:
         self._issued = None
         return True
 
-    def endpoint(self, send: Send) -> Optional[str]:
-        """The network endpoint of the catalog, for this interface and region."""
-        self.token(send)
+    def _catalog_urls(self) -> List[str]:
+        """The catalog's network endpoints of this interface and region."""
         assert self._issued is not None
-        found = sorted(
+        return sorted(
             {
                 endpoint.get("url", "")
                 for service in self._issued.catalog
@@ -155,6 +156,11 @@ class KeystonePassword:
                 and self.region_name in (None, endpoint.get("region_id"), endpoint.get("region"))
             }
         )
+
+    def endpoint(self, send: Send) -> Optional[str]:
+        """The network endpoint of the catalog, for this interface and region."""
+        self.token(send)
+        found = self._catalog_urls()
         if not found:
             region = f" in region {self.region_name}" if self.region_name else ""
             raise AuthError(
@@ -170,6 +176,76 @@ class KeystonePassword:
             )
         url = found[0].rstrip("/")
         return url[: -len("/v2.0")] if url.endswith("/v2.0") else url
+
+
+class KeystonePasswordV2(KeystonePassword):
+    """Keystone v2.0 password authentication, scoped to a tenant (the project): what the
+    oVirt engine uses with ovirt-provider-ovn. Users and projects have no domains."""
+
+    VERSION = "/v2.0"
+
+    def __init__(
+        self,
+        auth_url: str,
+        username: str,
+        password: str,
+        project_name: str,
+        region_name: Optional[str] = None,
+        interface: str = "public",
+    ):
+        super().__init__(
+            auth_url, username, password, project_name, region_name=region_name, interface=interface
+        )
+        self.auth_url = auth_url.rstrip("/")
+        if not self.auth_url.endswith(self.VERSION):
+            self.auth_url += self.VERSION
+
+    def __repr__(self) -> str:
+        return f"KeystonePasswordV2({self.auth_url!r}, user={self.username!r})"
+
+    def _authenticate(self, send: Send) -> _Issued:
+        where = f"Keystone at {self.auth_url}"
+        body = {
+            "auth": {
+                "passwordCredentials": {"username": self.username, "password": self._password},
+                "tenantName": self.project_name,
+            }
+        }
+        response = send("POST", f"{self.auth_url}/tokens", json=body)
+        if response.status_code != 200:
+            raise AuthError(
+                f"{where} refused user {self.username!a} of project {self.project_name!a}: "
+                f"{response.status_code} {_keystone_message(response)}",
+                kind="Unauthorized" if response.status_code in (401, 403) else "AuthFailed",
+                status=response.status_code,
+            )
+        try:
+            access = response.json()["access"]
+            token = access["token"]
+            token_id = token["id"]
+        except (ValueError, KeyError, TypeError):
+            access, token, token_id = None, None, None
+        if not isinstance(token_id, str) or not token_id:
+            raise AuthError(f"{where} answered without a token", kind="NoToken")
+        expires = _utc(token.get("expires"))
+        issued = _utc(token.get("issued_at")) or _now()
+        lifetime = (expires - issued).total_seconds() if expires else 0.0
+        self.issued_count += 1
+        return _Issued(token_id, expires, lifetime, access.get("serviceCatalog") or [])
+
+    def _catalog_urls(self) -> List[str]:
+        """v2.0's catalog: one entry per region, a URL per interface (publicURL, ...)."""
+        assert self._issued is not None
+        return sorted(
+            {
+                endpoint.get(f"{self.interface}URL", "")
+                for service in self._issued.catalog
+                if service.get("type") == "network"
+                for endpoint in service.get("endpoints", [])
+                if endpoint.get(f"{self.interface}URL")
+                and self.region_name in (None, endpoint.get("region"))
+            }
+        )
 
 
 def _keystone_message(response: "requests.Response") -> str:

@@ -34,7 +34,7 @@ class AuthKind(enum.Enum):
 
     NOAUTH = "noauth"  # Neutron with auth_strategy = noauth; creates carry project_id
     TOKEN = "token"  # a static token (X-Auth-Token)
-    KEYSTONE = "keystone"  # Keystone v3 password authentication
+    KEYSTONE = "keystone"  # Keystone password authentication, v3 (or v2.0: see below)
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class QuantumSettings:
     interface: str = "public"
     ca_file: Optional[str] = None
     timeout: float = 30.0
+    # "3" or "2.0"; by default 2.0 when auth_url ends in /v2.0, else 3.
+    identity_api_version: Optional[str] = None
     origins: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def described(self) -> List[str]:
@@ -89,6 +91,7 @@ ENVIRONMENT = {
     "OS_REGION_NAME": "region_name",
     "OS_INTERFACE": "interface",
     "OS_CACERT": "ca_file",
+    "OS_IDENTITY_API_VERSION": "identity_api_version",
 }
 # OS_AUTH_TYPE speaks openstackclient's words.
 _AUTH_WORDS = {
@@ -142,6 +145,13 @@ def _interface(value: str) -> str:
     return value
 
 
+def _identity_version(value: str) -> str:
+    versions = {"3": "3", "3.0": "3", "v3": "3", "2": "2.0", "2.0": "2.0", "v2.0": "2.0"}
+    if value.lower() not in versions:
+        raise ValueError("expected 3 or 2.0")
+    return versions[value.lower()]
+
+
 def _file(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("expected an absolute path")
@@ -163,6 +173,7 @@ _KEYS = {
     "interface": _interface,
     "ca_file": _file,
     "timeout": timeout_seconds,
+    "identity_api_version": _identity_version,
 }
 
 
@@ -242,6 +253,13 @@ def _converted(convert, raw: str, where: str, key: str) -> object:
     except ValueError as error:
         value = "***" if key in SECRET_KEYS else shown(raw)
         raise ConfigError(f"{where} = {value} is invalid: {error}") from None
+
+
+def identity_version(settings: QuantumSettings) -> str:
+    """The Keystone API the settings speak: as set, else as auth_url says (…/v2.0)."""
+    if settings.identity_api_version:
+        return settings.identity_api_version
+    return "2.0" if (settings.auth_url or "").rstrip("/").endswith("/v2.0") else "3"
 
 
 def _check_complete(settings: QuantumSettings, path: str) -> None:

@@ -153,3 +153,8 @@ def capabilities(config: Config) -> Dict[str, Any]:
     if not isinstance(caps, dict):
         raise QhookError("the privileged helper answered malformed capabilities")
     return caps
+
+
+def note(vm_id: str, event: str, config: Config) -> None:
+    """Tell root what VDSM said happened to the VM (schema.EVENTS), for its ports on demand."""
+    _call(schema.Request(schema.NOTE, vm_id, event=event), config)

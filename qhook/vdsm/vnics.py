@@ -167,3 +167,22 @@ def rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
     """Targets named as this package names taps, metadata or not (only ours get removed)."""
     targets = (domxml.interface_target(interface) for interface in interfaces)
     return [target for target in targets if target and TAP_NAME.fullmatch(target)]
+
+
+def note_for_ports_on_demand(context: HookContext, event: str) -> None:
+    """Tell root what VDSM said happened to the VM (schema.EVENTS), when it has a vNIC
+    whose port the host makes; a VM without one costs no call. The after_* points: what
+    goes wrong is a warning."""
+    from qhook.vdsm import helper_client
+
+    data = context.read_data()
+    if not data.strip():
+        return
+    domain = domxml.parse(data, "domain XML").root
+    if not any(vnic.on_demand for _, vnic in domain_vnics(domain, context, tolerant=True)):
+        return
+    vm_id = vm_id_of(context, domain)
+    try:
+        helper_client.note(vm_id, event, context.config)
+    except QhookError as error:
+        context.warn(f"VM {vm_id} is {event}, but its ports on demand cannot know: {error}")

@@ -73,6 +73,9 @@ class OnDemandConfig(NamedTuple):
     settings: str = "/etc/vdsm/quantum-api.conf"
     # Seconds one hook run may spend with Quantum, every call included.
     timeout: float = 30.0
+    # Days the ports of a VM suspended here are kept by `qhook cleanup --quantum` (it
+    # may come back; one the engine discarded never does).
+    keep_suspended: float = 30.0
 
 
 class Config(NamedTuple):
@@ -156,9 +159,22 @@ _HOST_KEYS: Dict[str, Callable[[str], object]] = {
     "agent_host": _host_name,
     "state_dir": _absolute_path,
 }
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise ValueError("expected a number of days") from None
+    if not (math.isfinite(days) and 0 <= days <= 3650):
+        raise ValueError("expected 0 to 3650 days")
+    return days
+
+
 _ON_DEMAND_KEYS: Dict[str, Callable[[str], object]] = {
     "settings": _absolute_path,
     "timeout": timeout_seconds,
+    "keep_suspended": _days,
 }
 _WIRING_KEYS: Dict[str, Callable[[str], object]] = {
     "wait": _yes_no,

@@ -29,6 +29,13 @@ CAPS = "caps"
 MOVE = "move"  # re-key a running vNIC's port to another Quantum port
 END_MOVE = "end_move"  # the update went through (undo false) or failed (undo true)
 PORTS = "ports"  # find or make the Quantum ports of vNICs whose profile names only a network
+NOTE = "note"  # what VDSM said happened to a VM, for its ports on demand to follow
+# The events a NOTE carries: saved to a file (it may come back), gone to another host by
+# migration, and back (restored, or started afresh: what a suspension kept is its own).
+SUSPENDED = "suspended"
+LEFT = "left"
+BACK = "back"
+EVENTS = (SUSPENDED, LEFT, BACK)
 # How PORTS treats the ports: bind them here (a start or hotplug; a migration, noting
 # where each one was bound), or only find them (the VM has arrived: the note goes).
 START = "start"
@@ -43,6 +50,7 @@ _FIELDS = {
     PORTS: {"verb", "vm", "vnics", "mode"},
     MOVE: {"verb", "vm", "attachments"},
     END_MOVE: {"verb", "vm", "macs", "undo"},
+    NOTE: {"verb", "vm", "event"},
 }
 _ATTACHMENT_FIELDS = {
     "host_id",
@@ -80,6 +88,7 @@ class Request:
     macs: List[str] = field(default_factory=list)
     undo: bool = False
     on_demand: List[str] = field(default_factory=list)  # REMOVE: MACs with ports on demand
+    event: str = ""  # NOTE
     vnics: List[PortWanted] = field(default_factory=list)
     mode: str = START
 
@@ -112,6 +121,8 @@ def encode(request: Request) -> bytes:
         )
     elif request.verb == END_MOVE:
         body.update(macs=list(request.macs), undo=request.undo)
+    elif request.verb == NOTE:
+        body["event"] = request.event
     else:
         body["attachments"] = [
             {
@@ -238,6 +249,11 @@ def decode(data: bytes) -> Request:
         )
     if verb == PORTS:
         return _ports_request(body, vm_id)
+    if verb == NOTE:
+        event = body["event"]
+        if not isinstance(event, str) or event not in EVENTS:
+            raise RequestError(f"event {shown(str(event))} is not one of {', '.join(EVENTS)}")
+        return Request(verb, vm_id, event=event)
     if verb == END_MOVE:
         if type(body["undo"]) is not bool:
             raise RequestError("undo is not true or false")

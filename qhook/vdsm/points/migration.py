@@ -6,7 +6,7 @@ from qhook.errors import QhookError
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.plugging import attachment, plug_and_write, ports_on_demand, resolve
-from qhook.vdsm.vnics import check_tap_names, domain_vnics, vm_id_of
+from qhook.vdsm.vnics import check_tap_names, domain_vnics, note_for_ports_on_demand, vm_id_of
 from qhook.vocabulary import schema
 
 
@@ -26,6 +26,13 @@ def before_vm_migrate_destination(context: HookContext) -> None:
 
 def after_vm_migrate_destination(context: HookContext) -> None:
     """Check the plugging after an incoming migration; repair missing ports."""
+    check_plugging(context, "the migration")
+
+
+def check_plugging(context: HookContext, after: str) -> None:
+    """The VM runs here (after a migration, or a restore): check its vNICs are plugged,
+    put back a missing port, and say what cannot be repaired (a tap gone under a running
+    QEMU). Its ports on demand are only found (and a migration's note goes)."""
     data = context.read_data()
     if not data.strip():
         return
@@ -41,6 +48,17 @@ def after_vm_migrate_destination(context: HookContext) -> None:
     items = [attachment(interface, vnic, vm_id) for interface, vnic in vnics]
     repaired, unrepairable = helper_client.repair(items, context.config)
     for name in repaired:
-        context.warn(f"{name} was not plugged after the migration; plugged it again")
+        context.warn(f"{name} was not plugged after {after}; plugged it again")
     if unrepairable:
         raise QhookError("; ".join(unrepairable))
+
+
+def before_vm_migrate_source(context: HookContext) -> None:
+    """Nothing to do on the source yet: the destination plugs and binds before the VM
+    moves, and everything here stays until libvirt says the domain left."""
+
+
+def after_vm_migrate_source(context: HookContext) -> None:
+    """The VM runs on another host now: its ports on demand are that host's, and the
+    after_vm_destroy that follows here must leave them."""
+    note_for_ports_on_demand(context, schema.LEFT)
