@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Soak test with faults: VMs with 1-4 Quantum vNICs (Open vSwitch, OVN, Linux bridge)
-started, hot-plugged, migrated between two "hosts" (network namespaces, each with its
-own Open vSwitch) and destroyed by parallel workers through the real hook scripts, while
+started, hot-plugged, suspended and resumed or restored from a memory snapshot (here or
+on the other host), migrated between two "hosts" (network namespaces, each with its own
+Open vSwitch; both sides of the migration as VDSM runs them) and destroyed by parallel
+workers through the real hook scripts, while
 faults are injected at random: ovsdb-server restarted, ovsdb-server stopped (SIGSTOP)
 longer than the hooks' timeout, a hook killed (SIGKILL) mid-way, taps deleted behind the
 hooks' back, the disk of the data files full.
@@ -174,7 +176,10 @@ class Soak:
         finally:
             with self.lock:
                 self.slowest = max(self.slowest, time.monotonic() - began)
-        runs: List[PointRun] = result.runs if isinstance(result, VmStart) else [result]
+        if isinstance(result, VmStart):
+            runs: List[PointRun] = result.runs
+        else:
+            runs = result if isinstance(result, list) else [result]
         if not any(run.failed for run in runs):
             self.note("hook points succeeded")
             return result
@@ -211,6 +216,8 @@ class Soak:
         xml = started.domain_xml if started is not None else domain
         if started is not None and rng.random() < 0.3:
             self.hotplug(here, vm, rng)
+        if started is not None and rng.random() < 0.3:
+            here = self.come_back(domain, xml, here, rng.choice([here, there]), rng)
         if started is not None and rng.random() < 0.4:
             arrived = self.hook(
                 lambda: there.vdsm.run_point(
@@ -225,12 +232,31 @@ class Soak:
                     ),
                     "arrived",
                 )
-                self.hook(lambda: here.vdsm.destroy_vm(xml, str(here.disk)), "source destroy")
+                self.hook(lambda: here.vdsm.migrate_away(xml, data_dir=str(here.disk)), "source")
                 here = there
             else:  # VDSM drops the incoming VM on the destination
                 self.hook(lambda: there.vdsm.destroy_vm(xml, str(there.disk)), "drop incoming")
         self.hook(lambda: here.vdsm.destroy_vm(xml, str(here.disk)), "destroy")
         self.note("lifecycles")
+
+    def come_back(
+        self, domain: bytes, xml: bytes, here: Host, target: Host, rng: random.Random
+    ) -> Host:
+        """Suspended and resumed, or stopped and restored from a memory snapshot, on this
+        host or the other (the saved XML is the running one); the host it runs on after."""
+        snapshot = rng.random() < 0.5
+        if snapshot:
+            self.hook(lambda: here.vdsm.destroy_vm(xml, str(here.disk)), "stop after snapshot")
+        else:
+            self.hook(lambda: here.vdsm.hibernate_vm(xml, data_dir=str(here.disk)), "suspend")
+        restored = self.hook(
+            lambda: target.vdsm.restore_vm(domain, xml, snapshot, data_dir=str(target.disk)),
+            "restore",
+        )
+        self.note("restores" if restored is not None else "restores failed")
+        if restored is None:  # VDSM releases the VM that did not come back
+            self.hook(lambda: target.vdsm.destroy_vm(xml, str(target.disk)), "failed restore")
+        return target
 
     def hotplug(self, host: Host, vm: str, rng: random.Random) -> None:
         properties = seed_properties(rng.choice(["openvswitch", "ovn"]))

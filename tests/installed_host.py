@@ -52,7 +52,7 @@ def installed_host(
         [SYSTEM_PYTHON, "-c", "import lxml, requests"], capture_output=True, check=False
     )
     assert probe.returncode == 0, "the system python3 needs python3-lxml and python3-requests"
-    root = Path(tempfile.mkdtemp(prefix="qhook-host-"))
+    root = Path(tempfile.mkdtemp(prefix=f"qhook-host-{os.getpid()}-"))
     os.chmod(root, 0o755)
     site = root / "site"
     shutil.copytree(REPO / "qhook", site / "qhook", ignore=shutil.ignore_patterns("__pycache__"))

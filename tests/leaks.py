@@ -4,11 +4,13 @@ namespace (links), the network namespaces, the /tmp entries and sudoers files na
 this package, and the daemons the tests start, taken before the run and compared after.
 
 A daemon counts as the run's when its command line names the run's own temporary
-directory or one of this package's /tmp entries made during the run; another run on the
-same machine at the same time may be seen too (its names differ, but it is not ours to
-tell apart)."""
+directory or one of this package's /tmp entries made during the run. A namespace, /tmp
+entry or sudoers file whose name carries the PID of another test run that is still going
+is that run's; what another run on the same machine makes without its PID in the name
+may be seen too."""
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,21 @@ def _processes() -> Dict[int, str]:
     return found
 
 
+def _another_runs(name: str) -> bool:
+    """The name carries the PID of another test run that is still going."""
+    for digits in re.findall(r"\d{2,}", name):
+        pid = int(digits)
+        if pid == os.getpid():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"pytest" in command:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class HostSnapshot:
     links: FrozenSet[str]
@@ -63,11 +80,18 @@ class HostSnapshot:
     def left_since(self, before: "HostSnapshot", own_directory: Path) -> List[str]:
         """What exists now that did not before and that this run made, one line each."""
         left = [f"link {n} in the host's namespace" for n in sorted(self.links - before.links)]
-        left += [f"network namespace {n}" for n in sorted(self.namespaces - before.namespaces)]
-        new_temporary = sorted(self.temporary - before.temporary)
+        left += [
+            f"network namespace {n}"
+            for n in sorted(self.namespaces - before.namespaces)
+            if not _another_runs(n)
+        ]
+        new_temporary = [
+            n for n in sorted(self.temporary - before.temporary) if not _another_runs(n)
+        ]
         directory = tempfile.gettempdir()
         left += [f"{directory}/{n}" for n in new_temporary]
-        left += [f"{SUDOERS}/{n}" for n in sorted(self.sudoers - before.sudoers)]
+        sudoers = sorted(self.sudoers - before.sudoers)
+        left += [f"{SUDOERS}/{n}" for n in sudoers if not _another_runs(n)]
         marks = [str(own_directory), *(f"{directory}/{n}" for n in new_temporary)]
         for pid, command in sorted(_processes().items()):
             if pid not in before.processes and any(mark in command for mark in marks):

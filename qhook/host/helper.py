@@ -93,7 +93,8 @@ def _release(request: schema.Request, config: Config) -> List[str]:
 
     try:
         with Quantum(config) as quantum:
-            quantum.release(request.vm_id, request.on_demand)
+            in_use = plumbing.plugged_here(request.vm_id, config)
+            quantum.release(request.vm_id, request.on_demand, in_use)
             return quantum.notes
     except QhookError as error:
         return [

@@ -224,11 +224,13 @@ class Quantum:
         return self.client.create_many("ports", items)
 
     # -- the end of a VM here ------------------------------------------------------------
-    def release(self, vm_id: str, macs: Iterable[str]) -> None:
+    def release(self, vm_id: str, macs: Iterable[str], in_use: Set[str] = frozenset()) -> None:
         """The vNICs are gone from this host: delete their ports made on demand, or give
         them back to the host they came from (a migration here that failed). VDSM's own
         events decide first: a VM that left by migration leaves them to its new host, a
-        suspended one keeps them; then the binding: a port bound elsewhere is left."""
+        suspended one keeps them; then the binding: a port bound elsewhere is left. A port
+        a tap or port of ours still carries here (in_use: a concurrent run of the VM
+        plugged it) is that run's."""
         wanted = set(macs)
         note = state.migration(self.config, vm_id)
         left = state.noted(self.config, vm_id, state.LEFT)
@@ -239,6 +241,8 @@ class Quantum:
         back: Dict[str, str] = {}
         for mac, port in sorted(ports.items()):
             if mac not in wanted or not made_on_demand(port):
+                continue
+            if port["id"] in in_use:  # a concurrent run of the VM plugged it: its port
                 continue
             done.add(port["id"])
             bound = port.get("binding:host_id") or ""

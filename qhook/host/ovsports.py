@@ -154,6 +154,11 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
     return found
 
 
+def of_vm(db: ovsdb.Ovsdb, vm_id: str) -> List[PortRow]:
+    """Every row of ours of this VM, on whichever bridge."""
+    return _marked(db, {VM_KEY: vm_id}, None, "looking up the VM's ports")
+
+
 def find_ours(
     db: ovsdb.Ovsdb, names: Sequence[str], vm_id: str, bridge: Optional[str] = None
 ) -> Dict[str, PortRow]:

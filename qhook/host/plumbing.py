@@ -6,7 +6,7 @@ was; a failure half-way undoes what this run made.
 """
 
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from qhook.errors import QhookError
 from qhook.host import mirrors, ovsports, tap, wiring
@@ -161,10 +161,16 @@ def _make_taps(
             tap.delete(item.tap_name, timeout)
             current = None
         if current is None:
-            tap.create(item.tap_name, item.host_id, item.vm_id, item.multiqueue, item.mtu)
-            done.created_taps.append(item.tap_name)
-        else:
-            tap.configure(item.tap_name, item.host_id, item.vm_id, item.mtu)
+            try:
+                tap.create(item.tap_name, item.host_id, item.vm_id, item.multiqueue, item.mtu)
+                done.created_taps.append(item.tap_name)
+                continue
+            except tap.TapTaken:
+                # Made meanwhile: by a concurrent run of this VM's vNIC, it is taken over
+                # as a leftover would be; by anything else, refused.
+                if _check_tap(item) is None:
+                    raise
+        tap.configure(item.tap_name, item.host_id, item.vm_id, item.mtu)
 
 
 def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
@@ -302,6 +308,22 @@ def remove_ours(
             mine.append(name)
     problems += tap.delete_many(mine, config.ovs.timeout)
     return problems
+
+
+def plugged_here(vm_id: str, config: Config) -> Set[str]:
+    """The host ids (Quantum ports) of this VM that a tap or port of ours carries now."""
+    ids = set()
+    for name in tap.names():
+        current = tap.state(name)
+        if current is not None and current.ours and current.mark.get("vm") == vm_id:
+            ids.add(current.mark.get("vnic", ""))
+    try:
+        with _ovsdb(config) as db:
+            rows = ovsports.of_vm(db, vm_id)
+    except QhookError:
+        rows = []
+    ids.update(row.external_ids.get("iface-id", "") for row in rows)
+    return ids - {""}
 
 
 def _mine(item: Attachment) -> bool:

@@ -53,6 +53,10 @@ class TapError(QhookError):
     """A tap device could not be made, changed or removed."""
 
 
+class TapTaken(TapError):
+    """A device of that name appeared between the look and the making."""
+
+
 def checked(name: str) -> str:
     """The name, if it is one of this package's tap names; TapError otherwise."""
     if not isinstance(name, str) or not TAP_NAME.fullmatch(name):
@@ -194,6 +198,8 @@ def create(name: str, host_id: str, vm_id: str, multiqueue: bool, mtu: Optional[
         try:
             fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
         except OSError as error:
+            if error.errno in (errno.EBUSY, errno.EEXIST):
+                raise TapTaken(str(_fail(name, "create", error))) from None
             raise _fail(name, "create", error) from None
         configure(name, host_id, vm_id, mtu)
         try:

@@ -41,25 +41,28 @@ def before_vm_dehibernate(context: HookContext) -> None:
     vm_id = vm_id_of(context, document.root)
     with ports_on_demand(vnics, vm_id, context, schema.START) as resolved:
         check_tap_names(document.root, resolved)
-        stale = []
+        stale, refusal = [], None
         for interface, vnic in resolved:
             saved = attachment(interface, vnic, vm_id).tap
             if saved is None:
                 continue  # the saved name is the one of its port: nothing else to do
-            plugin = plugins.of(vnic.plugin)
-            if plugin.finds_the_tap_by_name:
-                raise QhookError(
-                    f"vNIC {vnic.mac}: cannot restore: the saved VM names tap {saved}, but the "
-                    f"vNIC's port is now {vnic.host_id}, and the {plugin.label} agent finds a "
-                    f"tap by its port's id (tap {tap_name_of(vnic.host_id)}); a port on "
-                    "demand deleted at a stop cannot come back: start the VM afresh"
-                )
             stale.append(tap_name_of(vnic.host_id))
+            plugin = plugins.of(vnic.plugin)
+            if plugin.finds_the_tap_by_name and refusal is None:
+                refusal = (
+                    f"vNIC {vnic.mac}: cannot restore: the saved VM names tap {saved}, but "
+                    f"the vNIC's port is now {vnic.host_id}, and the {plugin.label} agent "
+                    f"finds a tap by its port's id (tap {tap_name_of(vnic.host_id)}); a port "
+                    "on demand deleted at a stop cannot come back: start the VM afresh"
+                )
         if stale:
-            # before_vm_start's taps on this path: ours, this VM's; the saved names win.
+            # before_vm_start's taps on this path (ours, this VM's): the saved names win,
+            # and a restore that cannot be leaves none of them behind.
             problems, _ = helper_client.unplug(stale, vm_id, context.config)
             if problems:
                 raise QhookError("; ".join(problems))
+        if refusal:
+            raise QhookError(refusal)
         plug_and_write(document, resolved, vm_id, context, False)
 
 
