@@ -53,10 +53,13 @@ class ProviderStack:
     """The provider over this OVN; binds_host: its ovs-version-2.9 setting (true: it
     stores binding:host_id as OVN's requested-chassis and answers it back)."""
 
-    def __init__(self, directory: Path, ovn: OvnSandbox, binds_host: bool):
+    def __init__(
+        self, directory: Path, ovn: OvnSandbox, binds_host: bool, token_seconds: int = 360000
+    ):
         self.dir = Path(directory)
         self.ovn = ovn
         self.binds_host = binds_host
+        self.token_seconds = token_seconds  # how long its Keystone stand-in's tokens last
         self.neutron_port = _free_port()
         self.keystone_port = _free_port()
         self.process: Optional[subprocess.Popen] = None
@@ -80,6 +83,7 @@ class ProviderStack:
         conf = conf.replace(
             "ovs-version-2.9=false", f"ovs-version-2.9={'true' if self.binds_host else 'false'}"
         )
+        conf = conf.replace("auth-token-timeout=360000", f"auth-token-timeout={self.token_seconds}")
         (self.dir / "provider.conf").write_text(conf)
         logger = (PEER / "run" / "logger.conf.in").read_text()
         (self.dir / "logger.conf").write_text(logger.replace("@LOG_FILE@", str(self.dir / "log")))

@@ -269,3 +269,50 @@ def test_nothing_happens_before_a_suspension_or_a_migration_away(host):
     assert (hoststate.links(ovs).keys(), hoststate.ovs_interfaces(ovs)) == before
     _check_runs([vdsm.destroy_vm(started.domain_xml)])
     _nothing_left(ovs, list(_targets(started.domain_xml).values()))
+
+
+def test_libvirt_plug_mode_comes_back_too(host):
+    """[ovs] plug = libvirt: libvirt plugs the Open vSwitch and OVN vNICs itself, at the
+    start and again at the restore; the hooks make the Linux bridge vNIC's tap, which must
+    be there (ours, this VM's) before libvirt restores."""
+    ovs, ovn, libvirt, _, work = host
+    config = work / "libvirt-mode.conf"
+    config.write_text(
+        f"[ovs]\nconnection = {ovs.connection}\nplug = libvirt\n[wiring]\ntimeout = 5\n"
+        f"[host]\nstate_dir = {work}/state\n"
+    )
+    vdsm = VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)
+    name = f"lvmode-{secrets.token_hex(2)}"
+    domain, ports = _vm(ovn, name)
+    vm_id = domain.findtext("uuid")
+    engine_xml = etree.tostring(domain)
+    started = vdsm.start_vm(engine_xml)
+    _check_runs(started.runs)
+    (work / f"{name}.xml").write_bytes(started.domain_xml)
+    vm = domain.findtext("name")
+    libvirt.virsh("define", str(work / f"{name}.xml"))
+    taps = list(_targets(started.domain_xml).values())
+    try:
+        libvirt.virsh("start", vm)
+        _frames_flow(ovs, taps[0])
+        image = work / "image"
+        running = _running(libvirt, vm)
+        _check_runs(vdsm.hibernate_vm(running, save=lambda: libvirt.virsh("save", vm, str(image))))
+        saved = libvirt.virsh("save-image-dumpxml", str(image)).encode()
+
+        def checked_restore(xml: bytes) -> bytes:
+            links = hoststate.links(ovs)
+            assert f"vnic={ports[2]} vm={vm_id} " in links[taps[2]]["ifalias"]  # the hook's
+            return _restore(libvirt, work, xml)(xml)
+
+        _check_runs(vdsm.restore_vm(engine_xml, saved, False, restore=checked_restore))
+        _frames_flow(ovs, taps[0])
+        rows = hoststate.ovs_interfaces(ovs)
+        for tap, port in zip(taps[:2], ports[:2]):  # libvirt's own ports again
+            ids = rows[tap]["external_ids"]
+            assert ids["iface-id"] == port and "vdsm-hook-quantum" not in ids
+        last = _running(libvirt, vm)
+    finally:
+        _undefine(libvirt, vm, work)
+    _check_runs([vdsm.destroy_vm(last)])
+    _nothing_left(ovs, taps)
