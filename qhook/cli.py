@@ -137,8 +137,21 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ports": [e.as_dict() for e in entries], "ovs_error": problem}, indent=2))
     else:
-        row = "{:<15} {:<36} {:<36} {:<4} {:<6} {:<4} {:<6} {:<5} {}"
-        print(row.format("TAP", "VNIC", "VM", "TAP", "IN-USE", "OVS", "OFPORT", "WIRED", "STALE"))
+        row = "{:<15} {:<36} {:<36} {:<4} {:<6} {:<6} {:<15} {:<6} {:<5} {}"
+        print(
+            row.format(
+                "TAP",
+                "VNIC",
+                "VM",
+                "TAP",
+                "IN-USE",
+                "HYBRID",
+                "OVS-PORT",
+                "OFPORT",
+                "WIRED",
+                "STALE",
+            )
+        )
         for e in entries:
             print(
                 row.format(
@@ -147,7 +160,8 @@ def _status(args: argparse.Namespace) -> int:
                     e.vm or "?",
                     _yes(e.device),
                     _yes(e.in_use),
-                    _yes(e.ovs_port),
+                    _yes(bool(e.hybrid)),
+                    e.port or "-",
                     "-" if e.ofport is None else e.ofport,
                     _yes(e.wired),
                     e.stale or "",
@@ -260,10 +274,10 @@ MTU_PATTERN = (
 
 def engine_config_command(cluster_version: str) -> str:
     """The engine-config command that defines the seed's vNIC custom properties."""
-    from qhook.plugins import Plugin
+    from qhook.plugins import SEED_PLUGINS
     from qhook.vocabulary.properties import MTU, SEED_IDS
 
-    plugins = "|".join(sorted(plugin.value for plugin in Plugin))
+    plugins = "|".join(sorted(plugin.value for plugin in SEED_PLUGINS))
     properties = [f"plugin=^({plugins})$"] + [f"{name}=^{UUID_PATTERN}$" for name in SEED_IDS]
     properties.append(f"{MTU}=^{MTU_PATTERN}$")
     value = "{type=interface;prop={" + ";".join(properties) + "}}"

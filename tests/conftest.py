@@ -52,7 +52,8 @@ def configure(config_path, ovs):
     """Write the [ovs] section (pointing at the sandbox) with the settings given."""
 
     def write(extra: str = "", wiring: Optional[Dict[str, str]] = None, **settings: str) -> None:
-        values = {"connection": ovs.connection, "timeout": "5", **settings}
+        # No binding to read here: plugged straight, as an operator who said so.
+        values = {"connection": ovs.connection, "timeout": "5", "hybrid_plug": "no", **settings}
         lines = "".join(f"{key} = {value}\n" for key, value in values.items())
         # No agent runs in most tests: they do not wait for one unless they ask to.
         waiting = "".join(f"{k} = {v}\n" for k, v in (wiring or {"wait": "no"}).items())

@@ -9,12 +9,16 @@ namespace (taps are looked up there):
         broadcast frames as fast as they go; prints the bits per second Open vSwitch
         handed to the watched tap meanwhile (sent to its guest, or dropped by its driver
         for want of a guest that reads: past the tap's qdisc either way)
+    python3 frames.py udp SEND_TAP SRC_MAC SRC_IP RECV_TAP DST_MAC DST_IP PORT COUNT
+        COUNT IPv4 UDP datagrams from one guest to another (its MAC and IP); prints how
+        many of them the receiving guest got
 """
 
 import fcntl
 import json
 import os
 import select
+import socket
 import struct
 import sys
 import time
@@ -91,6 +95,77 @@ def cross(send: str, src_mac: str, sizes: List[int], receivers: List[str]) -> Di
     return seen
 
 
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def datagram(
+    src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, port: int, sequence: int
+) -> bytes:
+    """An Ethernet frame with an IPv4 UDP datagram carrying MARK and its sequence number
+    (UDP checksum 0: none, as IPv4 allows; the IP header's is right, or conntrack would
+    call the packet invalid)."""
+    payload = MARK + struct.pack("!I", sequence)
+    udp = struct.pack("!HHHH", 40000 + sequence % 1000, port, 8 + len(payload), 0) + payload
+    addresses = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
+    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), sequence & 0xFFFF, 0, 64, 17, 0)
+    header = header[:10] + struct.pack("!H", _checksum(header + addresses)) + addresses
+    ethernet = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+    return ethernet + b"\x08\x00" + header + udp
+
+
+def _udp_sequence(data: bytes, port: int) -> int:
+    """The sequence number of one of our datagrams to this port, or -1."""
+    data = untagged(data)
+    if len(data) < 42 or data[12:14] != b"\x08\x00" or data[23] != 17:
+        return -1
+    start = 14 + (data[14] & 0x0F) * 4
+    if struct.unpack("!H", data[start + 2 : start + 4])[0] != port:
+        return -1
+    body = data[start + 8 :]
+    if not body.startswith(MARK) or len(body) < len(MARK) + 4:
+        return -1
+    return struct.unpack("!I", body[len(MARK) : len(MARK) + 4])[0]
+
+
+def udp(
+    send: str,
+    src_mac: str,
+    src_ip: str,
+    receive: str,
+    dst_mac: str,
+    dst_ip: str,
+    port: int,
+    count: int,
+) -> int:
+    sender, receiver = attach(send), attach(receive)
+    time.sleep(0.5)  # Open vSwitch sees the carriers come up
+    _read_all(receiver, 0.2)
+    for sequence in range(count):
+        os.write(sender, datagram(src_mac, src_ip, dst_mac, dst_ip, port, sequence))
+        time.sleep(0.02)
+    got = {_udp_sequence(data, port) for data in _read_all(receiver, 1.0)}
+    return len(got & set(range(count)))
+
+
+def _read_all(fd: int, seconds: float) -> List[bytes]:
+    frames: List[bytes] = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return frames
+        if select.select([fd], [], [], left)[0]:
+            while True:
+                try:
+                    frames.append(os.read(fd, 65536))
+                except BlockingIOError:
+                    break
+
+
 def _handed(tap: str) -> int:
     base = f"/sys/class/net/{tap}/statistics"
     return sum(int(open(f"{base}/{name}").read()) for name in ("tx_packets", "tx_dropped"))
@@ -119,6 +194,8 @@ def main(argv: List[str]) -> int:
         print(json.dumps(cross(argv[1], argv[2], sizes, argv[4].split(","))))
     elif argv[0] == "blast":
         print(json.dumps(blast(argv[1], argv[2], float(argv[3]), argv[4])))
+    elif argv[0] == "udp":
+        print(json.dumps(udp(*argv[1:7], int(argv[7]), int(argv[8]))))
     else:
         raise SystemExit(f"unknown command {argv[0]}")
     return 0

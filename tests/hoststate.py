@@ -2,10 +2,11 @@
 """What is on the sandbox "host", read with the standard tools (ip, ovs-vsctl)."""
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 from qhook.lab.sandbox import OvsSandbox
 
@@ -82,3 +83,22 @@ def frames_cross(
         ",".join(receivers),
     )
     return {int(size): taps for size, taps in json.loads(out).items()}
+
+
+def udp_arrives(
+    netns_exec: Sequence[str],
+    sender: Tuple[str, str, str],
+    receiver: Tuple[str, str, str],
+    port: int = 7777,
+    count: int = 5,
+) -> int:
+    """Be the guests: COUNT UDP datagrams from the sender (tap, MAC, IP) to the receiver
+    (tap, MAC, IP); how many it got (tests/frames.py, run in that namespace)."""
+    out = subprocess.run(
+        [*netns_exec, sys.executable, FRAMES, "udp", *sender, *receiver, str(port), str(count)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return int(out)

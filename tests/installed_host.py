@@ -67,7 +67,7 @@ def installed_host(
     unlisted.write_text(_helper_script(site, config))
     unlisted.chmod(0o755)
     config.write_text(
-        f"[ovs]\nconnection = {connection}\ntimeout = 5\n{ovs_settings}"
+        f"[ovs]\nconnection = {connection}\ntimeout = 5\nhybrid_plug = no\n{ovs_settings}"
         f"[host]\nhelper = {helper}\n"
         f"{host_settings}[wiring]\nwait = no\n{extra_config}"
     )
@@ -144,5 +144,6 @@ def attachment_request(host_id: str, mac: str, **extra) -> dict:
         "network_id": None,
         "mirror": False,
         "tap": None,
+        "decided": False,
         **extra,
     }

@@ -166,8 +166,9 @@ network_vlan_ranges = physnet1:100:199
         (etc / "openvswitch_agent.ini").write_text(self._agent_ini(AGENT_HOST, self.ovs, state))
         (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
 
-    def _agent_ini(self, host: str, ovs: OvsSandbox, state: Path) -> str:
-        """The Open vSwitch agent's settings on `host`, whose switch is `ovs`."""
+    def _agent_ini(self, host: str, ovs: OvsSandbox, state: Path, firewall: str = "noop") -> str:
+        """The Open vSwitch agent's settings on `host`, whose switch is `ovs`, with this
+        security group firewall (noop: none)."""
         return f"""[DEFAULT]
 host = {host}
 state_path = {state}
@@ -186,8 +187,8 @@ ovsdb_connection = {ovs.connection}
 of_listen_address = 127.0.0.1
 of_listen_port = 6633
 [securitygroup]
-firewall_driver = noop
-enable_security_group = false
+firewall_driver = {firewall}
+enable_security_group = {"false" if firewall == "noop" else "true"}
 [oslo_concurrency]
 lock_path = {state}/lock
 """
@@ -372,10 +373,11 @@ lock_path = {state}/lock
         return any(a["host"] == host and a["alive"] for a in agents)
 
     # -- further hosts -------------------------------------------------------------
-    def add_host(self, name: str, netns: Optional[str] = None) -> AgentHost:
+    def add_host(self, name: str, netns: Optional[str] = None, firewall: str = "noop") -> AgentHost:
         """Start a further hypervisor host whose agent reports `host = name`: an
         OvsSandbox (br-int, br-phys1) in namespace `netns` (by default a new unique
-        name), relays from there to RabbitMQ and to the API, and the agent; returns
+        name), relays from there to RabbitMQ and to the API, and the agent, with this
+        security group firewall (iptables_hybrid, openvswitch; noop: none); returns
         once the API lists that agent alive. stop() (or remove_host) ends it all."""
         if name in self.hosts or name == AGENT_HOST:
             raise ValueError(f"there is a host {name} already")
@@ -390,7 +392,7 @@ lock_path = {state}/lock
             host.relays.append(NetnsRelay(netns, RABBIT_PORT, to_netns=self.ovs.name))
             host.relays.append(NetnsRelay(netns, API_PORT, to_unix=str(self.dir / "api.sock")))
             config = directory / "openvswitch_agent.ini"
-            config.write_text(self._agent_ini(name, host.ovs, directory / "state"))
+            config.write_text(self._agent_ini(name, host.ovs, directory / "state", firewall))
             self._spawn(
                 host.label,
                 [

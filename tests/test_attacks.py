@@ -52,7 +52,14 @@ def _plug(vm: str, host_id: str, mac: str) -> dict:
 
 
 def _remove(vm: str, names) -> dict:
-    return {"verb": "remove", "vm": vm, "ports": list(names), "taps": list(names), "on_demand": []}
+    return {
+        "verb": "remove",
+        "vm": vm,
+        "ports": list(names),
+        "taps": list(names),
+        "devices": [],
+        "on_demand": [],
+    }
 
 
 def _tap(host_id: str) -> str:
@@ -77,7 +84,8 @@ def test_no_argument_passes_sudo_so_no_race_can_choose_the_configuration(host, o
     ovs.add_bridge(evil)
     staged = host.data / "staged.conf"
     staged.write_text(
-        f"[ovs]\nconnection = {ovs.connection}\nintegration_bridge = {evil}\n[wiring]\nwait = no\n"
+        f"[ovs]\nconnection = {ovs.connection}\nhybrid_plug = no\n"
+        f"integration_bridge = {evil}\n[wiring]\nwait = no\n"
     )
     _vdsm_owned(staged)
     target = host.data / "race.conf"
@@ -238,7 +246,9 @@ def test_root_keeps_no_notes_in_a_directory_others_can_write(ovs, api, tmp_path,
             "verb": "ports",
             "vm": new_id(),
             "mode": "start",
-            "vnics": [{"mac": "02:00:00:0a:00:05", "network_id": new_id()}],
+            "vnics": [
+                {"mac": "02:00:00:0a:00:05", "network_id": new_id(), "plugin": "openvswitch"}
+            ],
         }
         # In the host's namespace, where the API is: ports on demand touch no device.
         code, answer, stderr = helper_as_vdsm(installed, [], request)

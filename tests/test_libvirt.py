@@ -277,7 +277,8 @@ def test_two_vms_on_one_logical_switch_see_each_other_through_ovn(ovn_libvirt, t
     ovs, ovn, libvirt = ovn_libvirt
     config = tmp_path / "quantum.conf"
     config.write_text(
-        f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 20\non_timeout = fail\n"
+        f"[ovs]\nconnection = {ovs.connection}\nhybrid_plug = no\n"
+        f"[wiring]\ntimeout = 20\non_timeout = fail\n"
     )
     vdsm = VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)
     vms = []

@@ -37,7 +37,8 @@ def test_start_returns_once_the_ovs_agent_has_wired_the_port(neutron, tmp_path):
     device.set("mac_address", port["mac_address"])
     config = tmp_path / "quantum.conf"
     config.write_text(
-        f"[ovs]\nconnection = {neutron.ovs.connection}\n[wiring]\ntimeout = 60\non_timeout = fail\n"
+        f"[ovs]\nconnection = {neutron.ovs.connection}\nhybrid_plug = no\n"
+        f"[wiring]\ntimeout = 60\non_timeout = fail\n"
     )
     vdsm = VdsmEmulator(
         HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=neutron.ovs.netns_exec

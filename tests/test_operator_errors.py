@@ -202,7 +202,7 @@ def test_cleanup_with_nothing_to_remove_says_so(tmp_path):
     sandbox = OvsSandbox(tmp_path / "ovs", f"qhook-empty-{os.getpid()}").start()
     try:
         config = tmp_path / "quantum.conf"
-        config.write_text(f"[ovs]\nconnection = {sandbox.connection}\n")
+        config.write_text(f"[ovs]\nconnection = {sandbox.connection}\nhybrid_plug = no\n")
         for dry in ([], ["--dry-run"]):
             done = subprocess.run(
                 [*sandbox.netns_exec, sys.executable, "-m", "qhook.cli", "cleanup", *dry],

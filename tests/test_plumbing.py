@@ -287,7 +287,8 @@ def second_host(tmp_path):
 def test_migration_plugs_the_destination_and_repairs_it(vdsm, ovs, second_host, tmp_path):
     config = tmp_path / "dst.conf"
     config.write_text(
-        f"[ovs]\nconnection = {second_host.connection}\ntimeout = 5\n[wiring]\nwait = no\n"
+        f"[ovs]\nconnection = {second_host.connection}\ntimeout = 5\nhybrid_plug = no\n"
+        f"[wiring]\nwait = no\n"
     )
     destination = VdsmEmulator(
         HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=second_host.netns_exec

@@ -159,19 +159,40 @@ REFUSED = {
     ),
     "too-many": ({"verb": "plug", "vm": VM, "attachments": [GOOD] * 65}, "at most 64"),
     "vm-injection": (
-        {"verb": "remove", "vm": VM + "; reboot", "ports": [], "taps": [], "on_demand": []},
+        {
+            "verb": "remove",
+            "vm": VM + "; reboot",
+            "ports": [],
+            "taps": [],
+            "devices": [],
+            "on_demand": [],
+        },
         "is not a UUID",
     ),
     "foreign-name": (
-        {"verb": "remove", "vm": VM, "ports": [], "taps": ["eth0"], "on_demand": []},
+        {"verb": "remove", "vm": VM, "ports": [], "taps": ["eth0"], "devices": [], "on_demand": []},
         "'eth0' is not a tap name of this package",
     ),
     "name-with-newline": (
-        {"verb": "remove", "vm": VM, "ports": ["tap8e5f2a1c-4b\n"], "taps": [], "on_demand": []},
-        "is not a tap name of this package",
+        {
+            "verb": "remove",
+            "vm": VM,
+            "ports": ["tap8e5f2a1c-4b\n"],
+            "taps": [],
+            "devices": [],
+            "on_demand": [],
+        },
+        "is not a port name of this package",
     ),
     "remove-on-demand-not-a-mac": (
-        {"verb": "remove", "vm": VM, "ports": [], "taps": [], "on_demand": ["--all"]},
+        {
+            "verb": "remove",
+            "vm": VM,
+            "ports": [],
+            "taps": [],
+            "devices": [],
+            "on_demand": ["--all"],
+        },
         "'--all' is not a MAC address",
     ),
     "ports-mode": (
@@ -187,7 +208,7 @@ REFUSED = {
             "verb": "ports",
             "vm": VM,
             "mode": "start",
-            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": VM}] * 2,
+            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": VM, "plugin": "openvswitch"}] * 2,
         },
         "each MAC once",
     ),
@@ -196,7 +217,13 @@ REFUSED = {
             "verb": "ports",
             "vm": VM,
             "mode": "start",
-            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": "?device_owner=x"}],
+            "vnics": [
+                {
+                    "mac": "02:00:00:00:bb:01",
+                    "network_id": "?device_owner=x",
+                    "plugin": "openvswitch",
+                }
+            ],
         },
         "network_id: '?device_owner=x' is not a UUID",
     ),
@@ -205,7 +232,14 @@ REFUSED = {
             "verb": "ports",
             "vm": VM,
             "mode": "start",
-            "vnics": [{"mac": "02:00:00:00:bb:01", "network_id": VM, "device_owner": "x"}],
+            "vnics": [
+                {
+                    "mac": "02:00:00:00:bb:01",
+                    "network_id": VM,
+                    "device_owner": "x",
+                    "plugin": "openvswitch",
+                }
+            ],
         },
         "a vNIC must have exactly the fields mac, network_id",
     ),
@@ -235,6 +269,7 @@ def test_the_helper_never_touches_what_is_not_ours(installed, ovs):
                 "vm": VM,
                 "ports": ["tapdeadbeef-00", "tapdeadbeef-01"],
                 "taps": ["tapdeadbeef-00", "tapdeadbeef-01"],
+                "devices": [],
                 "on_demand": [],
             },
         )

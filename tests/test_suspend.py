@@ -58,7 +58,7 @@ def host(tmp_path_factory):
         config = work / "quantum.conf"
         # The Linux bridge vNIC has no agent here: the wait gives up on it, and starts.
         config.write_text(
-            f"[ovs]\nconnection = {ovs.connection}\n[wiring]\ntimeout = 5\n"
+            f"[ovs]\nconnection = {ovs.connection}\nhybrid_plug = no\n[wiring]\ntimeout = 5\n"
             f"[host]\nstate_dir = {work}/state\n"
         )
         vdsm = VdsmEmulator(
@@ -278,7 +278,8 @@ def test_libvirt_plug_mode_comes_back_too(host):
     ovs, ovn, libvirt, _, work = host
     config = work / "libvirt-mode.conf"
     config.write_text(
-        f"[ovs]\nconnection = {ovs.connection}\nplug = libvirt\n[wiring]\ntimeout = 5\n"
+        f"[ovs]\nconnection = {ovs.connection}\nhybrid_plug = no\n"
+        f"plug = libvirt\n[wiring]\ntimeout = 5\n"
         f"[host]\nstate_dir = {work}/state\n"
     )
     vdsm = VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)

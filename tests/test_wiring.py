@@ -2,6 +2,7 @@
 """The guest boots onto a wired port: the hooks wait for the agent, event-driven and
 bounded. OVN's ovn-controller is the real agent here, in its own sandbox."""
 
+import os
 import secrets
 import threading
 import time
@@ -19,7 +20,9 @@ OVIRT = "{http://ovirt.org/vm/1.0}"
 def _vdsm(ovs, tmp_path, **wiring):
     config = tmp_path / "quantum.conf"
     settings = "".join(f"{key} = {value}\n" for key, value in wiring.items())
-    config.write_text(f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\n[wiring]\n{settings}")
+    config.write_text(
+        f"[ovs]\nconnection = {ovs.connection}\ntimeout = 5\nhybrid_plug = no\n[wiring]\n{settings}"
+    )
     return VdsmEmulator(HOOKS_DIR, hook_env({"QHOOK_CONFIG": str(config)}), wrapper=ovs.netns_exec)
 
 
@@ -207,7 +210,11 @@ def test_caps_report_the_plugins_usable_here_and_the_agents_host_id(ovn_host, ov
     caps = json.loads(data)
     assert caps["kvmEnabled"] == "true" and caps["cpuCores"] == "2"  # VDSM's own, kept
     ours = caps["vdsm_hook_quantum"]
-    assert ours["plugins"] == ["linuxbridge", "openvswitch", "ovn"]
+    netfilter = os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")  # br_netfilter
+    hybrid = ["openvswitch_hybrid"] if netfilter else []
+    assert ours["plugins"] == ["linuxbridge", "openvswitch", *hybrid, "ovn"]
+    assert ours["bridge_netfilter"] is netfilter
+    assert ours["ovs_plugging"] == "straight" and ours["hybrid_plug"] == "auto"
     # Ports are bound to the chassis's hostname; the chassis itself is named by system-id.
     assert (ours["host_id"], ours["ovn_chassis"]) == ("qhook-host-node", "qhook-host")
     assert ours["ovs_reachable"] and ours["bridge_present"] and ours["error"] is None

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from qhook import PROGRAM
+from qhook import PROGRAM, plugins
 from qhook.errors import QhookError, shown
 from qhook.plugins import Plugin
 from qhook.quantum.client import QuantumClient, QuantumError
@@ -329,8 +329,8 @@ def engine_form(properties: Dict[str, str]) -> str:
 
 
 def plugin_named(name: str) -> Plugin:
-    try:
-        return Plugin(name)
-    except ValueError:
-        names = ", ".join(plugin.value for plugin in Plugin)
-        raise UsageError(f"plugin {shown(name)} is not one of {names}") from None
+    plugin = plugins.named(name)
+    if plugin is None:
+        names = ", ".join(plugin.value for plugin in plugins.SEED_PLUGINS)
+        raise UsageError(f"plugin {shown(name)} is not one of {names}")
+    return plugin

@@ -9,7 +9,7 @@ from typing import Any, Dict
 from qhook import __version__
 from qhook.errors import QhookError
 from qhook.host.ovsdb import Ovsdb, map_value
-from qhook.vocabulary.config import Config
+from qhook.vocabulary.config import Config, HybridPlug
 
 CAPS_KEY = "vdsm_hook_quantum"
 CAPS_TIMEOUT = 3.0  # getCaps must stay quick even with Open vSwitch hung
@@ -42,12 +42,35 @@ def agent_host_here(config: Config) -> str:
         return agent_host(config, {})
 
 
+BRIDGE_NETFILTER = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def ovs_plugging(config: Config) -> str:
+    """How this host plugs Open vSwitch vNICs: as each port's binding says ("binding",
+    where root can read Quantum), else as [ovs] hybrid_plug says ("hybrid", "straight")."""
+    from qhook.host.trust import MissingFile, read_file
+
+    try:
+        read_file(config.on_demand.settings, "Quantum settings", secret=True)
+        return "binding"
+    except MissingFile:
+        pass
+    except QhookError:
+        pass  # unreadable as it is: the plug says why, each time
+    return "hybrid" if config.ovs.hybrid_plug is HybridPlug.YES else "straight"
+
+
 def host_capabilities(config: Config) -> Dict[str, Any]:
-    """The plugins usable here, the integration bridge, and the host id the agents use."""
+    """The plugins usable here, the integration bridge, the host id the agents use, and
+    how Open vSwitch vNICs are plugged (straight into the bridge, or hybrid for the
+    iptables_hybrid firewall, which needs bridge netfilter)."""
     caps: Dict[str, Any] = {
         "version": __version__,
         "integration_bridge": config.ovs.integration_bridge,
         "plug": config.ovs.plug.value,
+        "ovs_plugging": ovs_plugging(config),
+        "hybrid_plug": config.ovs.hybrid_plug.value,
+        "bridge_netfilter": os.path.exists(BRIDGE_NETFILTER),
         "ovs_reachable": False,
         "bridge_present": False,
         "plugins": ["linuxbridge"] if os.path.exists("/dev/net/tun") else [],
@@ -84,6 +107,8 @@ def host_capabilities(config: Config) -> Dict[str, Any]:
     caps["bridge_present"] = bool(bridge["rows"])
     if caps["bridge_present"]:
         caps["plugins"].append("openvswitch")
+        if caps["bridge_netfilter"]:
+            caps["plugins"].append("openvswitch_hybrid")
         if caps["ovn_chassis"]:
             caps["plugins"].append("ovn")
     return caps

@@ -47,6 +47,9 @@ def execute(request: schema.Request, config: Config) -> Dict[str, Any]:
             "created_taps": done.created_taps,
             "added_ports": done.added_ports,
             "unwired": done.unwired,
+            "created_devices": done.created_devices,
+            "plugged_as": done.plugged_as,
+            "notes": done.notes,
         }
     if request.verb == schema.MOVE:
         tap_name, unwired = plumbing.move(request.attachments[0], config)
@@ -60,7 +63,9 @@ def execute(request: schema.Request, config: Config) -> Dict[str, Any]:
         return _ports(request, config)
     if request.verb == schema.NOTE:
         return {"noted": _note(request, config)}
-    problems = plumbing.remove_ours(request.ports, request.taps, request.vm_id, config)
+    problems = plumbing.remove_ours(
+        request.ports, request.taps, request.vm_id, config, devices=request.devices
+    )
     notes = _release(request, config) if request.on_demand else []
     return {"problems": problems, "notes": notes}
 
@@ -71,7 +76,15 @@ def _ports(request: schema.Request, config: Config) -> Dict[str, Any]:
 
     with Quantum(config) as quantum:
         found = quantum.ensure(request.vm_id, request.vnics, request.mode)
-        ports = [{"mac": f.mac, "port_id": f.port_id, "created": f.created} for f in found]
+        ports = [
+            {
+                "mac": f.mac,
+                "port_id": f.port_id,
+                "created": f.created,
+                "plugin": None if f.plugin is None else f.plugin.value,
+            }
+            for f in found
+        ]
         return {"ports": ports, "notes": quantum.notes}
 
 

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What this package has on the host: our taps and OVS ports, and which are stale.
 
-Stale means what a crash or a reboot leaves: an OVS port of ours whose tap is gone
-(the database outlives a reboot, the taps do not), and a tap of ours that no process
-holds open (no QEMU uses it) and that was plugged longer ago than a grace period, so
-a VM that is starting right now is never taken for a dead one.
+Stale means what a crash or a reboot leaves: an OVS port of ours whose tap (or, plugged
+hybrid, whose veth) is gone (the database outlives a reboot, the devices do not), and a
+tap or hybrid bridge of ours whose tap no process holds open (no QEMU uses it) and that
+was plugged longer ago than a grace period, so a VM that is starting right now is never
+taken for a dead one.
 """
 
 import time
@@ -12,51 +13,71 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from qhook.errors import QhookError
-from qhook.host import mirrors, ovsports, tap
+from qhook.host import hybrid, mirrors, ovsports, tap
 from qhook.host.ovsdb import Ovsdb, map_value
 from qhook.plugins import wired_on_the_bridge
 from qhook.vocabulary.config import Config
+from qhook.vocabulary.ids import tap_name_behind
 
 DEFAULT_GRACE = 120
 
 
 @dataclass
 class Entry:
-    """One tap name of ours: its device, its OVS port, and whether it is stale."""
+    """One vNIC of ours, by its tap's name: its tap, its hybrid bridge and veth pair, its
+    OVS port (the tap's name, or the veth's end qvo<id11>), and whether it is stale."""
 
     tap: str
     vnic: Optional[str] = None
     vm: Optional[str] = None
-    device: bool = False
+    device: bool = False  # a tap of ours of that name
     in_use: bool = False
     age: Optional[int] = None
     ovs_port: bool = False
     ofport: Optional[int] = None
     wired: Optional[bool] = None
     stale: Optional[str] = None
+    port: Optional[str] = None  # the OVS port's name
+    hybrid: List[str] = field(default_factory=list)  # our bridge and veths of the vNIC
     row: Optional[ovsports.PortRow] = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> Dict[str, object]:
         return {k: v for k, v in asdict(self).items() if k != "row"}
 
 
+def _age(mark: Dict[str, str], now: float) -> Optional[int]:
+    since = mark.get("since", "")
+    return int(now - int(since)) if since.isdigit() else None
+
+
 def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], Optional[str]]:
-    """Our taps and ports; the second value says why OVS could not be read, if it could not."""
+    """Our taps, hybrid devices and ports; the second value says why OVS could not be
+    read, if it could not."""
     entries: Dict[str, Entry] = {}
     now = time.time()
     for name in tap.names():
         current = tap.state(name)
         if current is None or not current.ours:
             continue
-        since = current.mark.get("since", "")
         entries[name] = Entry(
             tap=name,
             vnic=current.mark.get("vnic"),
             vm=current.mark.get("vm"),
             device=True,
             in_use=current.carrier,
-            age=int(now - int(since)) if since.isdigit() else None,
+            age=_age(current.mark, now),
         )
+    for name in hybrid.named_here():
+        tap_name = tap_name_behind(name)
+        mark = hybrid.mark(name, hybrid.of(tap_name))
+        if not mark:
+            continue
+        entry = entries.setdefault(tap_name, Entry(tap=tap_name, age=_age(mark, now)))
+        entry.vnic = entry.vnic or mark.get("vnic")
+        entry.vm = entry.vm or mark.get("vm")
+        entry.hybrid.append(name)
+        # libvirt's tap (libvirt plug mode) in the bridge: held while its QEMU runs.
+        entry.in_use = entry.in_use or (tap.state(tap_name) is not None and tap.held(tap_name))
     problem = None
     rows: List[ovsports.PortRow] = []
     try:
@@ -65,56 +86,82 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
     except QhookError as error:
         problem = str(error)
     for row in rows:
-        entry = entries.setdefault(row.name, Entry(tap=row.name))
+        tap_name = tap_name_behind(row.name)
+        entry = entries.setdefault(tap_name, Entry(tap=tap_name))
         entry.vnic = entry.vnic or row.external_ids.get("iface-id")
         entry.vm = entry.vm or row.external_ids.get("vm-uuid")
         entry.ovs_port = True
+        entry.port = row.name
         entry.row = row
         entry.ofport = row.ofport
         entry.wired = wired_on_the_bridge(row)
     for entry in entries.values():
-        if entry.ovs_port and not entry.device:
-            gone = tap.state(entry.tap) is None
-            entry.stale = "its tap is gone" if gone else "the device of its name is not ours"
-        elif entry.device and not entry.in_use and (entry.age is None or entry.age >= grace):
-            entry.stale = "no VM holds its tap"
+        entry.stale = _stale(entry, grace)
     return sorted(entries.values(), key=lambda e: e.tap), problem
 
 
+def _stale(entry: Entry, grace: float) -> Optional[str]:
+    """Why the entry is what a crash or a reboot left, or None."""
+    if entry.in_use:
+        return None
+    if entry.port is not None and entry.port != entry.tap:  # hybrid: the port is the veth's
+        if entry.port not in entry.hybrid:
+            return "its veth is gone"
+    elif entry.ovs_port and not entry.device:
+        gone = tap.state(entry.tap) is None
+        return "its tap is gone" if gone else "the device of its name is not ours"
+    if (entry.device or entry.hybrid) and (entry.age is None or entry.age >= grace):
+        return "no VM holds its tap"
+    return None
+
+
 def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
-    """Remove the stale entries (taps first, then ports); return what was (or would be)
-    done, one line each: only what really went, and what was kept and why.
+    """Remove the stale entries (taps and hybrid devices first, then ports); return what
+    was (or would be) done, one line each: only what really went, and what was kept and
+    why.
 
     Each piece is looked at again just before it goes: a VM starting meanwhile may have
     made the tap anew, or taken it; a removal's guards catch a port changed meanwhile."""
     stale = [entry for entry in entries if entry.stale]
     if dry_run:
         return [
-            f"would remove {what} {entry.tap} ({entry.stale})"
+            f"would remove {what} ({entry.stale})"
             for entry in stale
-            for what in (["OVS port"] if entry.ovs_port else []) + (["tap"] if entry.device else [])
+            for what in (
+                ([f"OVS port {entry.port}"] if entry.ovs_port else [])
+                + ([f"tap {entry.tap}"] if entry.device else [])
+                + [f"device {name}" for name in entry.hybrid]
+            )
         ]
     done: List[str] = []
     doomed = []
+    kept = set()
     for entry in stale:
-        if not entry.device:
+        held = tap.state(entry.tap) is not None and tap.held(entry.tap)
+        if held and (entry.device or entry.hybrid):
+            done.append(f"kept tap {entry.tap}: a VM holds it now")
+            kept.add(entry.tap)
             continue
         current = tap.state(entry.tap)
-        if current is not None and current.ours and not tap.held(entry.tap):
+        if entry.device and current is not None and current.ours:
             doomed.append(entry)
-        else:
-            done.append(f"kept tap {entry.tap}: a VM holds it now")
     problems = tap.delete_many([entry.tap for entry in doomed], config.ovs.timeout)
+    for entry in stale:
+        if entry.hybrid and entry.tap not in kept:
+            found = hybrid.remove(hybrid.of(entry.tap), None, config.ovs.timeout)
+            problems += found
+            if not found:
+                done += [f"removed device {name} ({entry.stale})" for name in entry.hybrid]
     if problems:
         raise QhookError("; ".join(problems))
     done += [f"removed tap {entry.tap} ({entry.stale})" for entry in doomed]
     gone: List[Entry] = []
     for entry in stale:
-        if entry.row is None:
+        if entry.row is None or entry.tap in kept:
             continue
         current = tap.state(entry.tap)
-        if current is not None and current.ours:
-            done.append(f"kept OVS port {entry.tap}: its tap is ours again (a VM is starting)")
+        if entry.port == entry.tap and current is not None and current.ours:
+            done.append(f"kept OVS port {entry.port}: its tap is ours again (a VM is starting)")
         else:
             gone.append(entry)
     if gone:
@@ -125,9 +172,9 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
             ovsports.remove(db, rows)
         for entry in gone:
             why = entry.stale
-            if not entry.device and tap.state(entry.tap) is not None:
+            if entry.port == entry.tap and not entry.device and tap.state(entry.tap) is not None:
                 why = "the device of its name is not ours"
-            done.append(f"removed OVS port {entry.tap} ({why})")
+            done.append(f"removed OVS port {entry.port} ({why})")
     return done
 
 

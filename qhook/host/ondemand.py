@@ -26,6 +26,8 @@ from qhook.errors import ConfigError
 from qhook.host import state
 from qhook.host.capabilities import agent_host_here
 from qhook.host.trust import read_file
+from qhook.plugins import Plugin
+from qhook.plugins.binding import by_binding
 from qhook.quantum.client import QuantumClient, QuantumError
 from qhook.vocabulary import schema
 from qhook.vocabulary.config import PATH_VARIABLE, Config
@@ -38,11 +40,13 @@ CALLS_AT_ONCE = 4  # concurrent deletes or rebinds: one VM's, not a flood of the
 
 @dataclass(frozen=True)
 class Found:
-    """The port of one vNIC, and whether this run made it."""
+    """The port of one vNIC, whether this run made it, and the plugin its binding says
+    (None where it says nothing: [ovs] hybrid_plug decides)."""
 
     mac: str
     port_id: str
     created: bool
+    plugin: Optional[Plugin] = None
 
 
 def port_name(vm_id: str, mac: str) -> str:
@@ -128,7 +132,8 @@ class Quantum:
     # -- start, migration, arrival ------------------------------------------------------
     def ensure(self, vm_id: str, vnics: Sequence[schema.PortWanted], mode: str) -> List[Found]:
         """Each vNIC's port, found or made on its network, bound here (START, MIGRATE), or
-        only found (ARRIVED). A failure leaves Quantum as it was."""
+        only found (ARRIVED), with the plugin its binding says. A failure (a binding that
+        failed here among them) leaves Quantum as it was."""
         existing = self._existing(vm_id, vnics)
         if mode == schema.ARRIVED:
             state.write_migration(self.config, vm_id, {})
@@ -152,15 +157,22 @@ class Quantum:
                 note = {p["id"]: p.get("binding:host_id") or "" for p in stale}
                 note.update({p["id"]: None for p in created.values()})
                 state.write_migration(self.config, vm_id, {**note, **before})
-            bound = self._bind({port["id"]: self.host for port in stale})
+            answers: Dict[str, Dict[str, Any]] = {}
+            bound = self._bind({port["id"]: self.host for port in stale}, answers)
             moved = {p["id"]: p.get("binding:host_id") or "" for p in stale if not bound[p["id"]]}
             _raise_first(bound)
+            found = []
+            for vnic in vnics:
+                port = existing[vnic.mac]
+                port = answers.get(port["id"], port)
+                plugin = by_binding(vnic.plugin, port, self.host) if self._binding else None
+                found.append(Found(vnic.mac, port["id"], vnic.mac in created, plugin))
         except BaseException:
             self._give_back(moved)
             self.delete([p["id"] for p in created.values()])
             state.write_migration(self.config, vm_id, before)
             raise
-        return [Found(v.mac, existing[v.mac]["id"], v.mac in created) for v in vnics]
+        return found
 
     def _existing(
         self, vm_id: str, vnics: Sequence[schema.PortWanted]
@@ -304,12 +316,23 @@ class Quantum:
             lambda port_id, _: self.client.delete("ports", port_id), dict.fromkeys(port_ids, "")
         )
 
-    def _bind(self, hosts: Dict[str, str]) -> Dict[str, Optional[QuantumError]]:
-        """Bind each port to its host ({port id: host}); each one's failure, or None."""
-        return self._at_once(
-            lambda port_id, host: self.client.update("ports", port_id, **{"binding:host_id": host}),
-            hosts,
-        )
+    def _give_back(self, moved: Dict[str, str]) -> None:
+        """Bind these ports back to the hosts they had ({port id: host}); best effort, on
+        the way out of a failure (what does not go back, cleanup finds)."""
+        self._bind(moved)
+
+    def _bind(
+        self, hosts: Dict[str, str], answers: Optional[Dict[str, Dict[str, Any]]] = None
+    ) -> Dict[str, Optional[QuantumError]]:
+        """Bind each port to its host ({port id: host}); each one's failure, or None. The
+        ports as Quantum answered (bound anew) go in `answers`."""
+
+        def bind(port_id: str, host: str) -> None:
+            port = self.client.update("ports", port_id, **{"binding:host_id": host})
+            if answers is not None:
+                answers[port_id] = port
+
+        return self._at_once(bind, hosts)
 
     # -- qhook cleanup --quantum -----------------------------------------------------------
     def orphans(self, running: Set[str], grace: float) -> List[Dict[str, Any]]:

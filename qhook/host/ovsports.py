@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from qhook.errors import QhookError, shown
 from qhook.host import ovsdb
-from qhook.vocabulary.ids import TAP_NAME
+from qhook.vocabulary.ids import PORT_NAME
 
 OWNER_KEY = "vdsm-hook-quantum"
 OWNER_VALUE = "owned"
@@ -107,7 +107,7 @@ def _marked(
     return [
         _row(i["name"], i, port_of.get(i["_uuid"][1]))
         for i in results[0]["rows"]
-        if isinstance(i["name"], str) and TAP_NAME.fullmatch(i["name"])
+        if isinstance(i["name"], str) and PORT_NAME.fullmatch(i["name"])
     ]
 
 
@@ -134,8 +134,8 @@ def find(db: ovsdb.Ovsdb, names: Sequence[str], bridge: Optional[str] = None) ->
     scanning its table: for the paths that must see foreign rows too."""
     operations: List[Dict[str, Any]] = []
     for name in names:
-        if not TAP_NAME.fullmatch(name):
-            raise QhookError(f"{shown(name)} is not a tap name of this package")
+        if not PORT_NAME.fullmatch(name):
+            raise QhookError(f"{shown(name)} is not a port name of this package")
         operations += _selects([["name", "==", name]])
     if bridge is not None:
         operations.append(_bridge_select(bridge))
@@ -323,7 +323,7 @@ def of_vnic(db: ovsdb.Ovsdb, vm_id: str, mac: str) -> Optional[PortRow]:
     names = sorted(
         row["name"]
         for row in results[0]["rows"]
-        if isinstance(row["name"], str) and TAP_NAME.fullmatch(row["name"])
+        if isinstance(row["name"], str) and PORT_NAME.fullmatch(row["name"])
     )
     if len(names) > 1:
         raise QhookError(f"vNIC {mac} of VM {vm_id} has {len(names)} ports: {', '.join(names)}")

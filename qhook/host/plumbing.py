@@ -8,11 +8,13 @@ was; a failure half-way undoes what this run made.
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from qhook import plugins
 from qhook.errors import QhookError
-from qhook.host import mirrors, ovsports, tap, wiring
+from qhook.host import bindings, hybrid, mirrors, ovsports, tap, wiring
 from qhook.host.ovsdb import Ovsdb, OvsdbError
 from qhook.vocabulary.attachment import Attachment, Plugged
 from qhook.vocabulary.config import Config, OnTimeout, PlugMode
+from qhook.vocabulary.ids import HYBRID_NAME, TAP_NAME
 
 
 def _external_ids(item: Attachment) -> Dict[str, str]:
@@ -30,12 +32,18 @@ def _external_ids(item: Attachment) -> Dict[str, str]:
 
 
 def _new_port(item: Attachment) -> ovsports.NewPort:
-    return ovsports.NewPort(item.tap_name, _external_ids(item), item.mtu)
+    return ovsports.NewPort(item.port_name, _external_ids(item), item.mtu)
 
 
 def undo(plugged: Plugged, config: Config) -> List[str]:
     """Remove what a plug run made (taps it took over stay); return what could not be done."""
-    return remove_ours(plugged.added_ports, plugged.created_taps, plugged.vm_id, config)
+    return remove_ours(
+        plugged.added_ports,
+        plugged.created_taps,
+        plugged.vm_id,
+        config,
+        devices=plugged.created_devices,
+    )
 
 
 def _ovsdb(config: Config) -> Ovsdb:
@@ -64,41 +72,83 @@ def _check_tap(item: Attachment, held_by_this_vm_ok: bool = True) -> Optional[ta
 
 
 def _replaceable(item: Attachment, row: ovsports.PortRow) -> ovsports.PortRow:
-    """A row of the tap's name may be replaced only if it is ours for this vNIC (whether
+    """A row of the port's name may be replaced only if it is ours for this vNIC (whether
     its tap is held was settled by _check_tap, which every plug runs first)."""
     if not row.for_vnic(item.host_id):
-        raise QhookError(f"Open vSwitch port {item.tap_name} {FOREIGN}")
+        raise QhookError(f"Open vSwitch port {item.port_name} {FOREIGN}")
     return row
 
 
+def _other_form(item: Attachment) -> str:
+    """The name its port has when plugged the other way (hybrid, or straight)."""
+    return item.tap_name if item.hybrid else hybrid.of(item.tap_name).ovs_end
+
+
 def plug(items: Sequence[Attachment], config: Config) -> Plugged:
-    """Plug the VM's Quantum vNICs; raise after undoing if anything fails."""
+    """Plug the VM's Quantum vNICs as their bindings say (qhook.host.bindings); raise
+    after undoing if anything fails."""
     done = Plugged(items[0].vm_id if items else "")
-    hook_made = [item for item in items if item.hook_makes_tap(config.ovs.plug)]
+    items, done.notes = bindings.decide(items, config)
+    done.plugged_as = {item.mac: item.plugin.value for item in items}
+    plug_mode = config.ovs.plug
+    hook_made = [item for item in items if item.hook_makes_tap(plug_mode)]
     leftovers = {item.tap_name: _check_tap(item) for item in hook_made}
-    _clear_for_libvirt([i for i in items if not i.hook_makes_tap(config.ovs.plug)], config)
-    on_bridge = [item for item in hook_made if item.on_integration_bridge]
+    for item in items:
+        if item.on_integration_bridge:
+            hybrid.check(hybrid.of(item.tap_name), item.host_id)
+    _clear_for_libvirt([i for i in items if not i.hook_makes_tap(plug_mode)], config)
+    adding = [item for item in items if item.hook_adds_port(plug_mode)]
     try:
-        if on_bridge:
+        if adding:
             with _ovsdb(config) as db:
-                names = [item.tap_name for item in on_bridge]
+                names = [item.port_name for item in adding]
                 bridge = config.ovs.integration_bridge
-                rows = ovsports.find_ours(db, names, done.vm_id, bridge)
+                rows = ovsports.find_ours(
+                    db, names + [_other_form(i) for i in adding], done.vm_id, bridge
+                )
                 replacing = [
-                    _replaceable(i, rows[i.tap_name]) for i in on_bridge if i.tap_name in rows
+                    _replaceable(i, rows[i.port_name]) for i in adding if i.port_name in rows
+                ]
+                # Plugged the other way before (a binding changed): that port goes too.
+                replacing += [
+                    rows[_other_form(i)]
+                    for i in adding
+                    if _other_form(i) in rows and rows[_other_form(i)].for_vnic(i.host_id)
                 ]
                 _make_taps(hook_made, leftovers, done, config.ovs.timeout)
-                _add_ports(db, on_bridge, replacing, config)
-                done.added_ports = [item.tap_name for item in on_bridge]
-                _mirror(db, on_bridge, config)
+                _make_hybrid(items, done, config)
+                _add_ports(db, adding, replacing, config)
+                done.added_ports = names
+                _mirror(db, adding, config)
         else:
             _make_taps(hook_made, leftovers, done, config.ovs.timeout)
         if config.wiring.wait:
-            _wait_for_agents(hook_made, done, config)
+            waited = [
+                i for i in items if i.hook_makes_tap(plug_mode) or i.hook_adds_port(plug_mode)
+            ]
+            _wait_for_agents(waited, done, config)
     except BaseException:
         undo(done, config)
         raise
     return done
+
+
+def _make_hybrid(items: Sequence[Attachment], done: Plugged, config: Config) -> None:
+    """The hybrid vNICs' bridges and veth pairs, with the hook's taps in them; a vNIC of
+    the integration bridge plugged straight loses what it had of them."""
+    timeout = config.ovs.timeout
+    for item in items:
+        if not item.on_integration_bridge:
+            continue
+        devices = hybrid.of(item.tap_name)
+        if not item.hybrid:
+            problems = hybrid.remove(devices, None, timeout)  # ours for the vNIC: checked
+            if problems:
+                raise QhookError("; ".join(problems))
+            continue
+        hybrid.make(devices, item.host_id, item.vm_id, item.mtu, done.created_devices, timeout)
+        if item.hook_makes_tap(config.ovs.plug):
+            hybrid.join(item.tap_name, devices, timeout)
 
 
 def _add_ports(
@@ -115,8 +165,10 @@ def _add_ports(
         except OvsdbError as error:
             if error.kind != "constraint violation":
                 raise
-            rows = ovsports.find(db, [item.tap_name for item in items])
-            replacing = [_replaceable(i, rows[i.tap_name]) for i in items if i.tap_name in rows]
+            rows = ovsports.find(db, [item.port_name for item in items])
+            found = [_replaceable(i, rows[i.port_name]) for i in items if i.port_name in rows]
+            known = {row.name for row in found}
+            replacing = found + [row for row in replacing if row.name not in known]
             ovsports.add(db, bridge, new, replacing)
     except OvsdbError as error:
         if error.kind != "timed out":
@@ -130,7 +182,7 @@ def _add_ports(
 def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
     """Mirrors for the mirroring vNICs; the new ports join the mirrors of their network."""
     wanted = [
-        mirrors.WantedMirror(i.tap_name, i.network_id, i.vm_id)
+        mirrors.WantedMirror(i.port_name, i.network_id, i.vm_id)
         for i in items
         if i.mirror and i.network_id
     ]
@@ -140,7 +192,7 @@ def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
 
 
 def _wait_for_agents(items: Sequence[Attachment], done: Plugged, config: Config) -> None:
-    done.unwired = wiring.wait_until_wired([(i.tap_name, i.plugin) for i in items], config)
+    done.unwired = wiring.wait_until_wired([(i.port_name, i.plugin) for i in items], config)
     if done.unwired and config.wiring.on_timeout is OnTimeout.FAIL:
         raise QhookError(
             f"the agent did not wire {', '.join(done.unwired)} within "
@@ -187,6 +239,12 @@ def _clear_for_libvirt(items: Sequence[Attachment], config: Config) -> None:
         stale_ports = []
         for item in items:
             row = rows.get(item.tap_name)
+            if row is not None and item.hybrid and not row.ours:
+                raise QhookError(
+                    f"Open vSwitch port {item.tap_name} is on the integration bridge, where "
+                    "a vNIC plugged hybrid must not be (its firewall would not see it): "
+                    "not plugged"
+                )
             if row is None or row.libvirt_made(item.host_id, item.mac, item.vm_id):
                 continue
             if not row.for_vnic(item.host_id):
@@ -208,7 +266,8 @@ def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
     """Re-key the port of a running vNIC (found by VM and MAC) to new Quantum ids, keeping
     the tap its QEMU holds; wait for the agent as on start. (tap, still unwired).
 
-    The ids replaced are kept in the port until end_move; a failure puts them back."""
+    The ids replaced are kept in the port until end_move; a failure puts them back. A vNIC
+    plugged hybrid, or one whose new port is bound for hybrid plugging, cannot move."""
     with _ovsdb(config) as db:
         row = ovsports.of_vnic(db, item.vm_id, item.mac)
         if row is None:
@@ -216,6 +275,9 @@ def move(item: Attachment, config: Config) -> Tuple[str, List[str]]:
                 f"vNIC {item.mac} has no port of this package on this host: only a vNIC "
                 "plugged by the hook can move to another Quantum port while it runs"
             )
+        (decided,), _ = bindings.decide([item], config)
+        if HYBRID_NAME.fullmatch(row.name) or decided.hybrid:
+            raise QhookError(f"vNIC {item.mac}: {plugins.hybrid_plugin().cannot_move}")
         old = row.external_ids
         if old.get("iface-id") == item.host_id:
             return row.name, []  # the same port: a change of something else
@@ -284,15 +346,22 @@ def end_move(vm_id: str, macs: Sequence[str], undo: bool, config: Config) -> Lis
 
 
 def remove_ours(
-    port_names: Sequence[str], tap_names: Sequence[str], vm_id: str, config: Config
+    port_names: Sequence[str],
+    tap_names: Sequence[str],
+    vm_id: str,
+    config: Config,
+    devices: Sequence[str] = (),
 ) -> List[str]:
-    """Remove the ports and taps of these names that are ours and this VM's, nothing else."""
+    """Remove what is ours and this VM's of these names, nothing else: the ports (a tap's
+    name stands for its vNIC's port either way, straight or hybrid), the taps with their
+    hybrid bridges and veths, and these hybrid devices."""
     problems: List[str] = []
-    if port_names:
+    names = sorted({n for name in port_names for n in _port_names_of(name)})
+    if names:
         try:
             with _ovsdb(config) as db:
-                mirrors.remove(db, port_names, vm_id)
-                rows = ovsports.find_ours(db, port_names, vm_id)
+                mirrors.remove(db, names, vm_id)
+                rows = ovsports.find_ours(db, names, vm_id)
                 mine = [
                     row
                     for row in rows.values()
@@ -307,7 +376,15 @@ def remove_ours(
         if current is not None and current.ours and current.mark.get("vm") == vm_id:
             mine.append(name)
     problems += tap.delete_many(mine, config.ovs.timeout)
+    for name in tap_names:
+        problems += hybrid.remove(hybrid.of(name), vm_id, config.ovs.timeout)
+    problems += hybrid.remove_named(devices, vm_id, config.ovs.timeout)
     return problems
+
+
+def _port_names_of(name: str) -> List[str]:
+    """A tap's name stands for both names its vNIC's port may have."""
+    return [name, hybrid.of(name).ovs_end] if TAP_NAME.fullmatch(name) else [name]
 
 
 def plugged_here(vm_id: str, config: Config) -> Set[str]:
@@ -346,46 +423,76 @@ def _rows_to_repair(
     return rows
 
 
+def _as_plugged(item: Attachment) -> Attachment:
+    """A running vNIC as it was plugged: hybrid where its bridge of ours is there."""
+    if not item.on_integration_bridge:
+        return item
+    if hybrid.present(hybrid.of(item.tap_name), item.vm_id) != item.host_id:
+        return item
+    return replace(item, plugin=plugins.hybrid_plugin().plugin, decided=True)
+
+
+def _hybrid_problems(item: Attachment, config: Config) -> List[str]:
+    devices = hybrid.of(item.tap_name)
+    if not hybrid.complete(devices, item.host_id, item.vm_id):
+        return [f"the bridge and veth pair of vNIC {item.mac} ({devices.bridge}) are not whole"]
+    if hybrid.joined(item.tap_name, devices):
+        return []
+    return [f"tap {item.tap_name} of vNIC {item.mac} is not in its bridge {devices.bridge}"]
+
+
 def repair(items: Sequence[Attachment], config: Config) -> Tuple[List[str], List[str]]:
     """Check the plugging of a running VM; add missing ports. Return (repaired, problems).
 
     A missing or foreign tap cannot be repaired under a running QEMU; it is reported.
     """
     problems: List[str] = []
-    hook_made = [i for i in items if i.hook_makes_tap(config.ovs.plug)]
+    items = [_as_plugged(item) for item in items]
+    plug_mode = config.ovs.plug
+    hook_made = [i for i in items if i.hook_makes_tap(plug_mode)]
     for item in hook_made:
         current = tap.state(item.tap_name)
         if current is None:
             problems.append(f"tap {item.tap_name} of vNIC {item.mac} is missing")
         elif not current.mine(item.host_id, item.vm_id):
             problems.append(f"device {item.tap_name} of vNIC {item.mac} is not this VM's tap")
+    whole = []
+    for item in items:
+        if item.hybrid:
+            found = _hybrid_problems(item, config)
+            problems += found
+            if not found:
+                whole.append(item.port_name)
     on_bridge = [item for item in items if item.on_integration_bridge]
     if not on_bridge:
         return [], problems
     missing: List[Attachment] = []
     try:
         with _ovsdb(config) as db:
-            rows = _rows_to_repair(db, [i.tap_name for i in on_bridge], on_bridge[0].vm_id, config)
+            names = [i.port_name for i in on_bridge]
+            rows = _rows_to_repair(db, names, on_bridge[0].vm_id, config)
             for item in on_bridge:
-                row = rows.get(item.tap_name)
+                row = rows.get(item.port_name)
                 if row is None:
                     missing.append(item)
                 elif not (
                     row.for_vnic(item.host_id)
                     or row.libvirt_made(item.host_id, item.mac, item.vm_id)
                 ):
-                    problems.append(f"Open vSwitch port {item.tap_name} belongs to something else")
-            if config.ovs.plug is PlugMode.LIBVIRT:
+                    problems.append(f"Open vSwitch port {item.port_name} belongs to something else")
+            if plug_mode is PlugMode.LIBVIRT:
                 problems += [
-                    f"libvirt did not plug {i.tap_name} into Open vSwitch" for i in missing
+                    f"libvirt did not plug {i.tap_name} into Open vSwitch"
+                    for i in missing
+                    if not i.hybrid
                 ]
-                missing = []
-            # Only a tap of ours for this vNIC and VM is plugged again, never another.
-            missing = [i for i in missing if _mine(i)]
+                missing = [i for i in missing if i.hybrid]
+            # Only what is ours for this vNIC and VM is plugged again, never another's.
+            missing = [i for i in missing if (i.port_name in whole if i.hybrid else _mine(i))]
             if missing:
                 new = [_new_port(i) for i in missing]
                 ovsports.add(db, config.ovs.integration_bridge, new, [])
     except QhookError as error:
         problems.append(str(error))
         missing = []
-    return [item.tap_name for item in missing], problems
+    return [item.port_name for item in missing], problems

@@ -1,9 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Tap devices: create, inspect and delete, with a mark that says this package made them.
 
-A handful of ioctls on /dev/net/tun and netlink messages do all that is needed, so the
-hooks do not pay for importing a netlink library. The mark is the device's alias (`ip
-link` shows it): ``vdsm-hook-quantum vnic=<host id> vm=<VM UUID>``, set through netlink.
+A handful of ioctls on /dev/net/tun and netlink messages (qhook.host.links, which also
+holds the mark: the device's alias) do all that is needed.
 Every function takes only names of this package's pattern (`tap` + 8 hex + `-` + 2 hex),
 whoever said them (a request, Open vSwitch, the kernel), so a name can never be a path.
 """
@@ -11,16 +10,14 @@ whoever said them (a request, Open vSwitch, the kernel), so a name can never be 
 import errno
 import fcntl
 import os
-import re
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from qhook import PROGRAM
 from qhook.errors import QhookError, shown
+from qhook.host import links
 from qhook.vocabulary.ids import TAP_NAME
 
 SYS_NET = "/sys/class/net"
@@ -36,17 +33,6 @@ IFF_TAP = 0x0002
 IFF_MULTI_QUEUE = 0x0100
 IFF_NO_PI = 0x1000
 IFF_TUN_EXCL = 0x8000
-
-NETLINK_ROUTE = 0
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLMSG_ERROR = 0x2
-IFLA_IFNAME = 3
-IFLA_IFALIAS = 20
-
-MARK = PROGRAM
 
 
 class TapError(QhookError):
@@ -86,27 +72,6 @@ class TapState:
         return self.belongs_to(host_id) and self.mark.get("vm") == vm_id
 
 
-_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def mark_text(host_id: str, vm_id: str) -> str:
-    """Our mark: the vNIC, the VM and when the tap was plugged (seconds since the epoch).
-    Both ids are canonical UUIDs, whoever gave them, so no word can be slipped in."""
-    for value in (host_id, vm_id):
-        if not _ID.fullmatch(value):
-            raise TapError(f"{shown(value)} is not a canonical UUID: no tap is marked with it")
-    return f"{MARK} vnic={host_id} vm={vm_id} since={int(time.time())}"
-
-
-def parse_mark(alias: str) -> Dict[str, str]:
-    """The fields of our mark, or {} for any other alias."""
-    words = alias.split()
-    if not words or words[0] != MARK:
-        return {}
-    fields = dict(word.split("=", 1) for word in words[1:] if "=" in word)
-    return fields if "vnic" in fields else {}
-
-
 def _read(path: str) -> Optional[str]:
     try:
         with open(path) as stream:
@@ -134,7 +99,7 @@ def state(name: str) -> Optional[TapState]:
         is_tap=tun_flags is not None and bool(int(tun_flags, 16) & IFF_TAP),
         multiqueue=tun_flags is not None and bool(int(tun_flags, 16) & IFF_MULTI_QUEUE),
         carrier=_read(os.path.join(base, "carrier")) == "1",
-        mark=parse_mark(_read(os.path.join(base, "ifalias")) or ""),
+        mark=links.parse_mark(_read(os.path.join(base, "ifalias")) or ""),
     )
 
 
@@ -213,9 +178,10 @@ def create(name: str, host_id: str, vm_id: str, multiqueue: bool, mtu: Optional[
 def configure(name: str, host_id: str, vm_id: str, mtu: Optional[int]) -> None:
     """Mark the tap as ours, give it the MTU and set it up."""
     try:
-        _netlink(RTM_NEWLINK, checked(name), _attribute(IFLA_IFALIAS, mark_text(host_id, vm_id)))
-    except OSError as error:
-        raise _fail(name, "mark", error) from None
+        links.configure(checked(name), mark=links.mark_text(host_id, vm_id), up=None)
+    except links.LinkError as error:
+        reason = os.strerror(error.errno) if error.errno else error
+        raise TapError(f"cannot mark tap {name}: {reason}") from None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             if mtu is not None:
@@ -246,36 +212,10 @@ def delete_many(names: Sequence[str], timeout: float = 5.0) -> List[str]:
     return sorted(problems)
 
 
-def _attribute(kind: int, text: str) -> bytes:
-    """A netlink attribute holding a NUL-terminated string, padded to 4 bytes."""
-    value = text.encode() + b"\0"
-    attr = struct.pack("HH", 4 + len(value), kind) + value
-    return attr + b"\0" * (-len(attr) % 4)
-
-
-def _netlink(kind: int, name: str, extra: bytes = b"", timeout: float = 5.0) -> None:
-    """One rtnetlink request on the link of this name; OSError with the kernel's errno."""
-    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-    body += _attribute(IFLA_IFNAME, checked(name)) + extra
-    header = struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(header + body, (0, 0))
-        reply = sock.recv(65536)
-    _, answer = struct.unpack_from("IH", reply)
-    if answer != NLMSG_ERROR:
-        raise OSError(errno.EPROTO, f"unexpected netlink reply {answer}")
-    (code,) = struct.unpack_from("i", reply, 16)
-    if code:
-        raise OSError(-code, os.strerror(-code))
-
-
 def delete(name: str, timeout: float = 5.0) -> bool:
     """Delete a device by name (netlink RTM_DELLINK); False if it was already gone."""
     try:
-        _netlink(RTM_DELLINK, name, timeout=timeout)
-    except OSError as error:
-        if error.errno == errno.ENODEV:
-            return False
-        raise TapError(f"cannot delete tap {name}: {error.strerror or error}") from None
-    return True
+        return links.delete(checked(name), timeout)
+    except links.LinkError as error:
+        reason = os.strerror(error.errno) if error.errno else error
+        raise TapError(f"cannot delete tap {name}: {reason}") from None

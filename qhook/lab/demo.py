@@ -176,7 +176,7 @@ def run_demo(
         ovn.start()
         ports = _logical_ports(vnics, ovn)
         config.write_text(
-            f"[ovs]\nconnection = {sandbox.connection}\ntimeout = 5\n"
+            f"[ovs]\nconnection = {sandbox.connection}\ntimeout = 5\nhybrid_plug = no\n"
             f"[wiring]\ntimeout = {LINUX_BRIDGE_WAIT}\n"
         )
         install.write_tree(hooks, HOOK_POINTS, sys.executable)

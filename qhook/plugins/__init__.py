@@ -22,20 +22,29 @@ if TYPE_CHECKING:
 
 
 class Plugin(enum.Enum):
-    """The plugins: each member's value is the seed's `plugin` property and the name of
-    its module in qhook.plugins; `openstacknet` are oVirt's plugin_type values for it."""
+    """The plugins: each member's value is the name of its module in qhook.plugins and,
+    for those a vNIC names (`seed`), the seed's `plugin` property; `openstacknet` are
+    oVirt's plugin_type values for it. Quantum's port binding may say to plug a vNIC by
+    another (qhook.plugins.binding): an Open vSwitch vNIC bound with ovs_hybrid_plug is
+    plugged by openvswitch_hybrid."""
 
     OPENVSWITCH = ("openvswitch", ("OPEN_VSWITCH",))
     LINUXBRIDGE = ("linuxbridge", ("LINUX_BRIDGE",))
     OVN = ("ovn", ("OPENSTACK_OVN", "OVIRT_PROVIDER_OVN"))
+    OVS_HYBRID = ("openvswitch_hybrid", (), False)
 
-    def __new__(cls, name: str, openstacknet: Tuple[str, ...]) -> "Plugin":
+    def __new__(cls, name: str, openstacknet: Tuple[str, ...], seed: bool = True) -> "Plugin":
         member = object.__new__(cls)
         member._value_ = name
         member.openstacknet = openstacknet
+        member.seed = seed
         return member
 
     openstacknet: Tuple[str, ...]
+    seed: bool
+
+
+SEED_PLUGINS = tuple(plugin for plugin in Plugin if plugin.seed)  # what a vNIC may name
 
 
 class Watch(enum.Enum):
@@ -91,6 +100,18 @@ class VnicPlugin:
     # The agent finds the tap by its name (made from the port's id), not by OVS ids: a
     # tap of another name (a VM saved on an older port) is not the vNIC's to it.
     finds_the_tap_by_name: bool = False
+    # The hooks put the tap in a Linux bridge of its own, joined to the integration
+    # bridge by a veth pair (qhook.host.hybrid): hybrid plugging.
+    hybrid: bool = False
+
+    def bridge_port(self, tap_name: str) -> str:
+        """The name of the vNIC's port on the integration bridge."""
+        return tap_name
+
+    def hook_adds_port(self, plug: "PlugMode") -> bool:
+        """Whether the hook adds the vNIC's integration-bridge port (else libvirt does, or
+        there is none)."""
+        return self.on_integration_bridge and self.hook_makes_tap(plug)
 
     def interface(self, tap_name: str, host_id: str, ovs: "OvsConfig") -> InterfaceSpec:
         """What the vNIC's <interface> says of the host side."""
@@ -125,9 +146,15 @@ def loaded(module: str) -> Any:
 def named(value: str) -> Optional[Plugin]:
     """The plugin of a seed `plugin` property value, or None."""
     try:
-        return Plugin(value)
+        plugin = Plugin(value)
     except ValueError:
         return None
+    return plugin if plugin.seed else None
+
+
+def hybrid_plugin() -> VnicPlugin:
+    """The plugin that plugs hybrid (for the host, which finds such vNICs by their devices)."""
+    return of(Plugin.OVS_HYBRID)
 
 
 def wired_on_the_bridge(port: "PortView") -> bool:

@@ -5,14 +5,16 @@ else through the privileged helper with `sudo -n` (VDSM runs hooks as `vdsm`).""
 import contextlib
 import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qhook.errors import QhookError, one_line
+from qhook.plugins import Plugin
 from qhook.vocabulary import schema
 from qhook.vocabulary.attachment import Attachment, Plugged
 from qhook.vocabulary.config import Config
 
 SUDOERS_FILE = "/etc/sudoers.d/50_vdsm_hook_quantum"
+PLUGIN_NAMES = {plugin.value for plugin in Plugin}
 
 
 def _call(request: schema.Request, config: Config) -> Dict[str, Any]:
@@ -69,18 +71,30 @@ def _names(answer: Dict[str, Any], key: str) -> List[str]:
 
 def plug(items: Sequence[Attachment], config: Config) -> Plugged:
     answer = _call(schema.Request(schema.PLUG, items[0].vm_id, attachments=list(items)), config)
+    plugged_as = answer.get("plugged_as", {})
+    if not isinstance(plugged_as, dict) or not all(
+        isinstance(value, str) and value in PLUGIN_NAMES for value in plugged_as.values()
+    ):
+        raise QhookError("the privileged helper answered a malformed plugged_as")
     return Plugged(
         items[0].vm_id,
         _names(answer, "created_taps"),
         _names(answer, "added_ports"),
         _names(answer, "unwired"),
+        created_devices=_names(answer, "created_devices"),
+        plugged_as=plugged_as,
+        notes=_names(answer, "notes"),
     )
 
 
 def undo(plugged: Plugged, config: Config) -> None:
     """Remove what a plug made; best effort, for a failure after it."""
     request = schema.Request(
-        schema.REMOVE, plugged.vm_id, ports=plugged.added_ports, taps=plugged.created_taps
+        schema.REMOVE,
+        plugged.vm_id,
+        ports=plugged.added_ports,
+        taps=plugged.created_taps,
+        devices=plugged.created_devices,
     )
     with contextlib.suppress(QhookError):
         _call(request, config)
@@ -102,9 +116,10 @@ def unplug(
 
 def ports_on_demand(
     vm_id: str, vnics: Sequence[schema.PortWanted], mode: str, config: Config
-) -> Tuple[Dict[str, str], List[str], List[str]]:
+) -> Tuple[Dict[str, Tuple[str, Optional[Plugin]]], List[str], List[str]]:
     """The Quantum ports of vNICs whose profile names only the network, found or made by
-    the helper: ({MAC: port id}, the MACs whose port it made now, notes)."""
+    the helper: ({MAC: (port id, the plugin its binding says, if it says)}, the MACs
+    whose port it made now, notes)."""
     answer = _call(schema.Request(schema.PORTS, vm_id, vnics=list(vnics), mode=mode), config)
     ports = answer.get("ports")
     if not isinstance(ports, list) or not all(
@@ -112,11 +127,16 @@ def ports_on_demand(
         and isinstance(p.get("mac"), str)
         and isinstance(p.get("port_id"), str)
         and isinstance(p.get("created"), bool)
+        and (p.get("plugin") is None or p.get("plugin") in PLUGIN_NAMES)
         for p in ports
     ):
         raise QhookError("the privileged helper answered malformed ports")
     made = [p["mac"] for p in ports if p["created"]]
-    return {p["mac"]: p["port_id"] for p in ports}, made, _names(answer, "notes")
+    found = {
+        p["mac"]: (p["port_id"], None if p.get("plugin") is None else Plugin(p["plugin"]))
+        for p in ports
+    }
+    return found, made, _names(answer, "notes")
 
 
 def release(vm_id: str, macs: Sequence[str], config: Config) -> None:

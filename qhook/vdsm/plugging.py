@@ -5,16 +5,19 @@ what follows fails), the vNICs plugged before the XML is written (and unplugged 
 writing fails), and the vNICs unplugged."""
 
 import contextlib
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+from qhook import plugins
 from qhook.errors import QhookError
+from qhook.plugins import Plugin
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic
-from qhook.vdsm.vnics import VnicInterface, mirroring, rewritten_taps
+from qhook.vdsm.vnics import VnicInterface, mirroring, rewrite, rewritten_taps
 from qhook.vocabulary import schema
 from qhook.vocabulary.attachment import Attachment
-from qhook.vocabulary.ids import TAP_NAME, parse_mtu, tap_name_of
+from qhook.vocabulary.config import PlugMode
+from qhook.vocabulary.ids import TAP_NAME, hybrid_names, parse_mtu, tap_name_of
 
 MAX_QUEUES = 256
 
@@ -28,9 +31,18 @@ def _number(text: Optional[str], what: str, lowest: int, highest: int) -> Option
 
 
 def attachment(
-    interface: domxml.Element, vnic: QuantumVnic, vm_id: str, mirror: bool = False
+    interface: domxml.Element,
+    vnic: QuantumVnic,
+    vm_id: str,
+    mirror: bool = False,
+    as_written: bool = False,
 ) -> Attachment:
-    """What root needs to plug the vNIC: queues and MTU come from its <interface>."""
+    """What root needs to plug the vNIC: queues and MTU come from its <interface>.
+
+    as_written: the XML cannot change any more (a VM arriving or restored); in libvirt
+    plug mode it says how libvirt plugs the vNIC, and so how the hook must."""
+    if as_written and not vnic.plugin_decided:
+        vnic = _as_written(interface, vnic)
     driver = interface.find("driver")
     mtu = interface.find("mtu")
     target = domxml.interface_target(interface)
@@ -48,7 +60,20 @@ def attachment(
         network_id=vnic.network_id,
         mirror=mirror,
         tap=tap,
+        decided=vnic.plugin_decided,
     )
+
+
+def _as_written(interface: domxml.Element, vnic: QuantumVnic) -> QuantumVnic:
+    """A bridge interface (libvirt plug mode) says how libvirt plugs the vNIC: hybrid on
+    the vNIC's own bridge, straight on the integration bridge."""
+    if not plugins.of(vnic.plugin).on_integration_bridge or interface.get("type") != "bridge":
+        return vnic
+    source = interface.find("source")
+    own_bridge, _, _ = hybrid_names(domxml.interface_target(interface) or vnic.tap_name)
+    if source is not None and source.get("bridge") == own_bridge:
+        return vnic.plugged_by(plugins.hybrid_plugin().plugin)
+    return vnic.plugged_by(vnic.plugin)
 
 
 def plug_and_write(
@@ -56,27 +81,56 @@ def plug_and_write(
     vnics: List[VnicInterface],
     vm_id: str,
     context: HookContext,
-    write: bool,
+    changed: bool,
+    final: bool = False,
 ) -> None:
-    """Plug the vNICs, then write the rewritten XML; undo the plugging if writing fails."""
+    """Plug the vNICs, then write the XML if it changed (rewritten before, or now for
+    the vNICs the bindings say to plug otherwise); undo the plugging if that fails.
+
+    final: VDSM discards this hook's XML (a VM arriving or restored): it says how libvirt
+    plugs the vNICs, and nothing is written."""
     domain = document.root if document.root.tag == "domain" else None
     mirrored = mirroring(domain, vnics, context)
     items = [
-        attachment(interface, vnic, vm_id, mirror=vnic.mac in mirrored) for interface, vnic in vnics
+        attachment(interface, vnic, vm_id, mirror=vnic.mac in mirrored, as_written=final)
+        for interface, vnic in vnics
     ]
     plugged = helper_client.plug(items, context.config) if items else None
-    if plugged is not None and plugged.unwired:
-        context.warn(
-            f"the agent has not wired {', '.join(plugged.unwired)} within "
-            f"{context.config.wiring.timeout:g} s; starting anyway ([wiring] on_timeout = start)"
-        )
     try:
-        if write:
+        if plugged is None:
+            return
+        for note in plugged.notes:
+            context.warn(note)
+        if plugged.unwired:
+            context.warn(
+                f"the agent has not wired {', '.join(plugged.unwired)} within "
+                f"{context.config.wiring.timeout:g} s; starting anyway "
+                "([wiring] on_timeout = start)"
+            )
+        # Plugged as the bindings say: the interfaces follow (libvirt plug mode).
+        rewritten = rewrite(_as_plugged(vnics, plugged.plugged_as), context)
+        if (changed or rewritten) and not final:
             context.write_data(domxml.serialize(document))
+        elif rewritten and final and context.config.ovs.plug is PlugMode.LIBVIRT:
+            raise QhookError(
+                "the ports' bindings say to plug these vNICs otherwise than the XML, which "
+                "cannot change now: in libvirt plug mode a VM arriving or restored is "
+                "plugged as it was"
+            )
     except BaseException:
         if plugged is not None:
             helper_client.undo(plugged, context.config)
         raise
+
+
+def _as_plugged(vnics: List[VnicInterface], plugged_as: Dict[str, str]) -> List[VnicInterface]:
+    """The vNICs plugged by another plugin than they name, on it."""
+    changed = []
+    for interface, vnic in vnics:
+        value = plugged_as.get(vnic.mac, vnic.plugin.value)
+        if value != vnic.plugin.value:
+            changed.append((interface, vnic.plugged_by(Plugin(value))))
+    return changed
 
 
 def resolve(
@@ -85,7 +139,7 @@ def resolve(
     """The vNICs, those with ports on demand on the ports found or made for them; and the
     MACs whose port was made now."""
     wanted = [
-        schema.PortWanted(vnic.mac, vnic.network_id)
+        schema.PortWanted(vnic.mac, vnic.network_id, vnic.plugin)
         for _, vnic in vnics
         if vnic.unresolved and vnic.network_id
     ]
@@ -99,7 +153,7 @@ def resolve(
         if vnic.unresolved:
             if vnic.mac not in ports:
                 raise QhookError(f"vNIC {vnic.mac}: the privileged helper found no port for it")
-            vnic = vnic.with_port(ports[vnic.mac])
+            vnic = vnic.with_port(*ports[vnic.mac])
         resolved.append((interface, vnic))
     return resolved, made
 

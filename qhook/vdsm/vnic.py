@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from qhook import plugins
 from qhook.errors import PropertyError, shown
 from qhook.plugins import Plugin
 from qhook.vocabulary.ids import normalise_mac, normalise_uuid, parse_mtu, tap_name_of
@@ -29,7 +30,7 @@ from qhook.vocabulary.properties import (
     VNIC_ID,
 )
 
-SEED_PLUGINS = {plugin.value: plugin for plugin in Plugin}
+SEED_PLUGINS = {plugin.value: plugin for plugin in plugins.SEED_PLUGINS}
 OPENSTACKNET_PLUGINS = {name: plugin for plugin in Plugin for name in plugin.openstacknet}
 
 
@@ -52,6 +53,8 @@ class QuantumVnic:
     form: PropertyForm
     mtu: Optional[int] = None
     on_demand: bool = False  # the host finds or makes the port; host_id is "" until then
+    # The plugin is what the port's binding says (the host read it), not the property's.
+    plugin_decided: bool = False
 
     @property
     def tap_name(self) -> str:
@@ -65,10 +68,16 @@ class QuantumVnic:
         """A port on demand whose port is not known yet."""
         return self.on_demand and not self.host_id
 
-    def with_port(self, port_id: str) -> "QuantumVnic":
-        """This vNIC on the port found or made for it."""
+    def with_port(self, port_id: str, plugin: Optional[Plugin] = None) -> "QuantumVnic":
+        """This vNIC on the port found or made for it (plugged by `plugin`, if its
+        binding says)."""
         port_id = normalise_uuid(port_id, "port id")
-        return dataclasses.replace(self, host_id=port_id, port_id=port_id)
+        vnic = dataclasses.replace(self, host_id=port_id, port_id=port_id)
+        return vnic if plugin is None else vnic.plugged_by(plugin)
+
+    def plugged_by(self, plugin: Plugin) -> "QuantumVnic":
+        """This vNIC as the host decided to plug it."""
+        return dataclasses.replace(self, plugin=plugin, plugin_decided=True)
 
 
 def _given(props: Mapping[str, str], name: str) -> Optional[str]:

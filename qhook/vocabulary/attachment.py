@@ -4,7 +4,7 @@ a plug run made. Kept apart from the plumbing, so that a hook running as vdsm lo
 Open vSwitch, tap or netlink code it never runs."""
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from qhook import plugins
 from qhook.plugins import Plugin
@@ -25,6 +25,9 @@ class Attachment:
     network_id: Optional[str] = None
     mirror: bool = False  # the vNIC receives a copy of its network's traffic
     tap: Optional[str] = None  # the tap's name when it is not the one of host_id (moved)
+    # The plugin is the one the port's binding (or [ovs] hybrid_plug) says, not the
+    # vNIC's property: qhook.host.bindings decided, or the ports on demand did.
+    decided: bool = False
 
     @property
     def tap_name(self) -> str:
@@ -36,8 +39,22 @@ class Attachment:
         return plugins.of(self.plugin).on_integration_bridge
 
     def hook_makes_tap(self, plug: PlugMode) -> bool:
-        """The hook makes its tap in this plug mode (else libvirt does, and plugs it)."""
+        """The hook makes its tap in this plug mode (else libvirt does)."""
         return plugins.of(self.plugin).hook_makes_tap(plug)
+
+    def hook_adds_port(self, plug: PlugMode) -> bool:
+        """The hook adds its integration-bridge port in this plug mode."""
+        return plugins.of(self.plugin).hook_adds_port(plug)
+
+    @property
+    def hybrid(self) -> bool:
+        """Plugged hybrid: the tap in a Linux bridge of its own (qhook.host.hybrid)."""
+        return plugins.of(self.plugin).hybrid
+
+    @property
+    def port_name(self) -> str:
+        """The name of its integration-bridge port: the tap's, or qvo<id11> if hybrid."""
+        return plugins.of(self.plugin).bridge_port(self.tap_name)
 
 
 @dataclass
@@ -48,3 +65,6 @@ class Plugged:
     created_taps: List[str] = field(default_factory=list)
     added_ports: List[str] = field(default_factory=list)
     unwired: List[str] = field(default_factory=list)
+    created_devices: List[str] = field(default_factory=list)  # hybrid bridges and veths
+    plugged_as: Dict[str, str] = field(default_factory=dict)  # MAC: plugin, where decided
+    notes: List[str] = field(default_factory=list)

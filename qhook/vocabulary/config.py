@@ -29,6 +29,15 @@ class PlugMode(enum.Enum):
     LIBVIRT = "libvirt"
 
 
+class HybridPlug(enum.Enum):
+    """Whether an Open vSwitch vNIC whose port binding the host cannot read is plugged
+    hybrid (for Neutron's iptables_hybrid firewall); a readable binding always decides."""
+
+    AUTO = "auto"  # straight on the integration bridge, with a warning
+    YES = "yes"
+    NO = "no"
+
+
 class OvsConfig(NamedTuple):
     """The [ovs] section."""
 
@@ -36,6 +45,7 @@ class OvsConfig(NamedTuple):
     integration_bridge: str = "br-int"
     plug: PlugMode = PlugMode.HOOK
     timeout: float = 10.0
+    hybrid_plug: HybridPlug = HybridPlug.AUTO
 
 
 class OnTimeout(enum.Enum):
@@ -107,6 +117,13 @@ def _plug(value: str) -> PlugMode:
         raise ValueError("expected hook or libvirt") from None
 
 
+def _hybrid_plug(value: str) -> HybridPlug:
+    try:
+        return HybridPlug(value)
+    except ValueError:
+        raise ValueError("expected auto, yes or no") from None
+
+
 def timeout_seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -122,6 +139,7 @@ _OVS_KEYS: Dict[str, Callable[[str], object]] = {
     "integration_bridge": _bridge,
     "plug": _plug,
     "timeout": timeout_seconds,
+    "hybrid_plug": _hybrid_plug,
 }
 
 

@@ -4,7 +4,7 @@ names a vNIC's tap after its host id. The hooks apply them to what the engine sa
 helper applies them again to what the hooks say, and to what it reads back."""
 
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 from qhook.errors import PropertyError, shown
 
@@ -12,6 +12,12 @@ TAP_PREFIX = "tap"
 ID_CHARS_IN_NAME = 11
 # The names this package gives taps: 'tap' + the first 11 characters of a lower-case UUID.
 TAP_NAME = re.compile(r"tap[0-9a-f]{8}-[0-9a-f]{2}")
+# Hybrid plugging's devices, named as os-vif names them: the vNIC's own Linux bridge and
+# the two ends of the veth pair from it to the integration bridge.
+HYBRID_BRIDGE_PREFIX, BRIDGE_END_PREFIX, OVS_END_PREFIX = "qbr", "qvb", "qvo"
+# The integration-bridge ports this package adds: a tap, or a hybrid vNIC's qvo end.
+PORT_NAME = re.compile(r"(?:tap|qvo)[0-9a-f]{8}-[0-9a-f]{2}")
+HYBRID_NAME = re.compile(r"(?:qbr|qvb|qvo)[0-9a-f]{8}-[0-9a-f]{2}")
 MTU_RANGE = (68, 65535)  # Linux's IPv4 minimum to the 16-bit maximum
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -21,6 +27,18 @@ _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 def tap_name_of(host_id: str) -> str:
     """The host device name of a vNIC: 'tap' + the first 11 characters of its host id."""
     return TAP_PREFIX + host_id[:ID_CHARS_IN_NAME]
+
+
+def tap_name_behind(name: str) -> str:
+    """The tap name of the vNIC a hybrid device (or an integration-bridge port) is of."""
+    return TAP_PREFIX + name[len(TAP_PREFIX) :]
+
+
+def hybrid_names(tap_name: str) -> Tuple[str, str, str]:
+    """A hybrid vNIC's Linux bridge, its veth end in that bridge and the end on the
+    integration bridge: the tap's name with another prefix (os-vif's rule)."""
+    suffix = tap_name[len(TAP_PREFIX) :]
+    return (HYBRID_BRIDGE_PREFIX + suffix, BRIDGE_END_PREFIX + suffix, OVS_END_PREFIX + suffix)
 
 
 def normalise_mac(value: Optional[str], what: str = "MAC address") -> str:

@@ -7,6 +7,7 @@ missing, extra or of another type.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -15,7 +16,14 @@ from qhook.errors import QhookError, shown
 from qhook.plugins import Plugin
 from qhook.vocabulary.attachment import Attachment
 from qhook.vocabulary.config import Config
-from qhook.vocabulary.ids import MTU_RANGE, TAP_NAME, normalise_mac, normalise_uuid
+from qhook.vocabulary.ids import (
+    HYBRID_NAME,
+    MTU_RANGE,
+    PORT_NAME,
+    TAP_NAME,
+    normalise_mac,
+    normalise_uuid,
+)
 
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_ITEMS = 64
@@ -46,7 +54,7 @@ _FIELDS = {
     CAPS: {"verb"},
     PLUG: {"verb", "vm", "attachments"},
     REPAIR: {"verb", "vm", "attachments"},
-    REMOVE: {"verb", "vm", "ports", "taps", "on_demand"},
+    REMOVE: {"verb", "vm", "ports", "taps", "devices", "on_demand"},
     PORTS: {"verb", "vm", "vnics", "mode"},
     MOVE: {"verb", "vm", "attachments"},
     END_MOVE: {"verb", "vm", "macs", "undo"},
@@ -61,6 +69,7 @@ _ATTACHMENT_FIELDS = {
     "network_id",
     "mirror",
     "tap",
+    "decided",
 }
 
 
@@ -74,6 +83,7 @@ class PortWanted:
 
     mac: str
     network_id: str
+    plugin: Plugin  # the vNIC's, for its binding to confirm or overrule
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,9 @@ class Request:
     verb: str
     vm_id: str
     attachments: List[Attachment] = field(default_factory=list)
-    ports: List[str] = field(default_factory=list)
+    ports: List[str] = field(default_factory=list)  # REMOVE: port names, or taps' for both
     taps: List[str] = field(default_factory=list)
+    devices: List[str] = field(default_factory=list)  # REMOVE: hybrid bridges and veths
     macs: List[str] = field(default_factory=list)
     undo: bool = False
     on_demand: List[str] = field(default_factory=list)  # REMOVE: MACs with ports on demand
@@ -100,7 +111,7 @@ def work_budget(request: Request, config: Config) -> float:
     budget = 2 * config.ovs.timeout + 5
     if config.wiring.wait and request.verb in (PLUG, MOVE):
         budget += config.wiring.timeout
-    if request.verb == PORTS or request.on_demand:
+    if request.verb in (PORTS, PLUG, MOVE) or request.on_demand:  # PLUG, MOVE: bindings
         budget += config.on_demand.timeout
     return budget
 
@@ -112,11 +123,17 @@ def encode(request: Request) -> bytes:
     body["vm"] = request.vm_id
     if request.verb == REMOVE:
         body.update(
-            ports=list(request.ports), taps=list(request.taps), on_demand=list(request.on_demand)
+            ports=list(request.ports),
+            taps=list(request.taps),
+            devices=list(request.devices),
+            on_demand=list(request.on_demand),
         )
     elif request.verb == PORTS:
         body.update(
-            vnics=[{"mac": v.mac, "network_id": v.network_id} for v in request.vnics],
+            vnics=[
+                {"mac": v.mac, "network_id": v.network_id, "plugin": v.plugin.value}
+                for v in request.vnics
+            ],
             mode=request.mode,
         )
     elif request.verb == END_MOVE:
@@ -134,6 +151,7 @@ def encode(request: Request) -> bytes:
                 "network_id": a.network_id,
                 "mirror": a.mirror,
                 "tap": a.tap,
+                "decided": a.decided,
             }
             for a in request.attachments
         ]
@@ -167,6 +185,13 @@ def _tap_name(value: Any) -> str:
     return name
 
 
+def _name(value: Any, pattern: "re.Pattern[str]", what: str) -> str:
+    name = _text(value, what)
+    if not pattern.fullmatch(name):
+        raise RequestError(f"{shown(name)} is not {what} of this package")
+    return name
+
+
 def _mtu(value: Any) -> Optional[int]:
     if value is None:
         return None
@@ -176,13 +201,17 @@ def _mtu(value: Any) -> Optional[int]:
     return value
 
 
+def _plugin(value: Any) -> Plugin:
+    try:
+        return Plugin(_text(value, "plugin"))
+    except ValueError:
+        raise RequestError(f"unknown plugin {shown(value)}") from None
+
+
 def _attachment(value: Any, vm_id: str) -> Attachment:
     body = _object(value, _ATTACHMENT_FIELDS, "an attachment")
-    try:
-        plugin = Plugin(_text(body["plugin"], "plugin"))
-    except ValueError:
-        raise RequestError(f"unknown plugin {shown(body['plugin'])}") from None
-    for flag in ("multiqueue", "mirror"):
+    plugin = _plugin(body["plugin"])
+    for flag in ("multiqueue", "mirror", "decided"):
         if type(body[flag]) is not bool:
             raise RequestError(f"{flag} is not true or false")
     network_id = body["network_id"]
@@ -201,6 +230,7 @@ def _attachment(value: Any, vm_id: str) -> Attachment:
         network_id=network_id,
         mirror=body["mirror"],
         tap=None if body["tap"] is None else _tap_name(body["tap"]),
+        decided=body["decided"],
     )
 
 
@@ -210,11 +240,12 @@ def _ports_request(body: Dict[str, Any], vm_id: str) -> Request:
         raise RequestError(f"mode {shown(str(mode))} is not one of {', '.join(PORT_MODES)}")
     vnics = []
     for value in _list(body["vnics"], "vnics"):
-        item = _object(value, {"mac", "network_id"}, "a vNIC")
+        item = _object(value, {"mac", "network_id", "plugin"}, "a vNIC")
         vnics.append(
             PortWanted(
                 normalise_mac(_text(item["mac"], "mac")),
                 normalise_uuid(_text(item["network_id"], "network_id"), "network_id"),
+                _plugin(item["plugin"]),
             )
         )
     if not vnics or len({v.mac for v in vnics}) != len(vnics):
@@ -243,8 +274,11 @@ def decode(data: bytes) -> Request:
         return Request(
             verb,
             vm_id,
-            ports=[_tap_name(v) for v in _list(body["ports"], "ports")],
+            ports=[_name(v, PORT_NAME, "a port name") for v in _list(body["ports"], "ports")],
             taps=[_tap_name(v) for v in _list(body["taps"], "taps")],
+            devices=[
+                _name(v, HYBRID_NAME, "a device name") for v in _list(body["devices"], "devices")
+            ],
             on_demand=[normalise_mac(_text(v, "mac")) for v in _list(body["on_demand"], "macs")],
         )
     if verb == PORTS:

@@ -21,7 +21,7 @@ def before_vm_migrate_destination(context: HookContext) -> None:
         vm_id = vm_id_of(context, document.root)
         with ports_on_demand(vnics, vm_id, context, schema.MIGRATE) as resolved:
             check_tap_names(document.root, resolved)
-            plug_and_write(document, resolved, vm_id, context, False)
+            plug_and_write(document, resolved, vm_id, context, changed=False, final=True)
 
 
 def after_vm_migrate_destination(context: HookContext) -> None:

@@ -63,7 +63,7 @@ def before_vm_dehibernate(context: HookContext) -> None:
                 raise QhookError("; ".join(problems))
         if refusal:
             raise QhookError(refusal)
-        plug_and_write(document, resolved, vm_id, context, False)
+        plug_and_write(document, resolved, vm_id, context, changed=False, final=True)
 
 
 def after_vm_dehibernate(context: HookContext) -> None:
