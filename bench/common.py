@@ -29,14 +29,17 @@ class BenchHost:
 
 
 @contextlib.contextmanager
-def bench_host(name: str, settings: str) -> Iterator[BenchHost]:
+def bench_host(name: str, settings: str, hybrid_plug: str = "no") -> Iterator[BenchHost]:
     """An Open vSwitch in a namespace of its own, and a configuration of [ovs] connection
-    followed by `settings` (more ini lines); stopped at the end."""
+    and hybrid_plug (no: straight, as no binding is read here) followed by `settings`
+    (more ini lines); stopped at the end."""
     work = Path(tempfile.mkdtemp(prefix=f"qhook-bench-{name}-"))
     ovs = OvsSandbox(work / "ovs", f"qhook-bench-{name}-{os.getpid()}").start()
     try:
         config = work / "quantum.conf"
-        config.write_text(f"[ovs]\nconnection = {ovs.connection}\n{settings}")
+        config.write_text(
+            f"[ovs]\nconnection = {ovs.connection}\nhybrid_plug = {hybrid_plug}\n{settings}"
+        )
         yield BenchHost(ovs, work, config, bench_env({"QHOOK_CONFIG": str(config)}))
     finally:
         ovs.stop()

@@ -9,7 +9,8 @@ cleanup` of 10,000 stale ports beside one `ovs-vsctl` command removing them. The
 for the agent is off. Hooks run as root here (in-process plumbing); on a host they run
 as vdsm and add `sudo -n` and the helper's interpreter (see bench --help of the tests).
 
-Run as root from the checkout: python3 bench/hooks.py [--runs N] [--others 10,1000,10000]
+Run as root from the checkout:
+    python3 bench/hooks.py [--runs N] [--others 10,1000,10000] [--hybrid-plug yes]
 """
 
 import argparse
@@ -201,8 +202,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--others", default="10,1000,10000")
     parser.add_argument("--stale", type=int, default=10000)
+    parser.add_argument(
+        "--hybrid-plug", choices=("no", "yes"), default="no", help="yes: every vNIC hybrid"
+    )
     args = parser.parse_args()
-    with bench_host("hooks", "timeout = 60\n[wiring]\nwait = no\n") as host:
+    settings = "timeout = 60\n[wiring]\nwait = no\n"
+    with bench_host("hooks", settings, args.hybrid_plug) as host:
         ovs, env, work = host.ovs, host.env, host.work
         floors = [_floor(ovs, env) for _ in range(args.runs)]
         floor = statistics.median(t for t, _ in floors)

@@ -76,7 +76,7 @@ def main() -> int:
         os.chmod(settings, 0o600)
         config = work / "quantum.conf"
         config.write_text(
-            f"[ovs]\nconnection = {stack.ovs.connection}\n[wiring]\nwait = no\n"
+            f"[ovs]\nconnection = {stack.ovs.connection}\nhybrid_plug = no\n[wiring]\nwait = no\n"
             f"[host]\nagent_host = {AGENT_HOST}\nstate_dir = {work}/state\n"
             f"[on_demand]\nsettings = {settings}\n"
         )

@@ -69,7 +69,7 @@ class Host:
             raise
         self.config = work / f"{name}.conf"
         self.config.write_text(
-            f"[ovs]\nconnection = {self.ovs.connection}\n"
+            f"[ovs]\nconnection = {self.ovs.connection}\nhybrid_plug = no\n"
             f"timeout = {OVS_TIMEOUT:g}\n[wiring]\nwait = no\n"
         )
         env = hook_env({"QHOOK_CONFIG": str(self.config)})

@@ -142,19 +142,26 @@ def joined(tap_name: str, devices: Devices) -> bool:
     return links.master_of(tap_name) == devices.bridge
 
 
+def removable(devices: Devices, vm_id: Optional[str]) -> List[str]:
+    """Which of the vNIC's bridge and veth ends to delete: those ours (and this VM's, if
+    given); of the veth pair one end, which takes the other with it."""
+    names = []
+    for name in devices.all:
+        found = mark(name, devices)
+        if found and (vm_id is None or found.get("vm") == vm_id):
+            names.append(name)
+    if devices.bridge_end in names and devices.ovs_end in names:
+        names.remove(devices.ovs_end)
+    return names
+
+
 def remove(devices: Devices, vm_id: Optional[str], timeout: float) -> List[str]:
     """Delete the vNIC's bridge and veth pair where ours (and this VM's, if given; the
     tap is the caller's); what could not be done, one line each."""
-    problems = []
-    for name in devices.all:
-        try:
-            found = mark(name, devices)
-            if not found or (vm_id is not None and found.get("vm") != vm_id):
-                continue
-            links.delete(name, timeout)  # the veth's other end goes with it
-        except links.LinkError as error:
-            problems.append(str(error))
-    return problems
+    try:
+        return links.delete_many(removable(devices, vm_id), timeout)
+    except links.LinkError as error:
+        return [str(error)]
 
 
 def remove_named(names: Sequence[str], vm_id: str, timeout: float) -> List[str]:

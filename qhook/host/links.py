@@ -13,8 +13,9 @@ import os
 import re
 import socket
 import struct
+import threading
 import time
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, shown
@@ -238,6 +239,25 @@ def delete(name: str, timeout: float = 5.0) -> bool:
             f"cannot delete device {name}: {error.strerror or error}", error.errno or 0
         ) from None
     return True
+
+
+def delete_many(names: Sequence[str], timeout: float = 5.0) -> List[str]:
+    """Delete these devices at once, one thread each (the kernel's wait after each
+    deletion then overlaps: 16 taps take ~30 ms instead of ~360); the errors, one line each."""
+    problems: List[str] = []
+
+    def one(name: str) -> None:
+        try:
+            delete(name, timeout)
+        except LinkError as error:
+            problems.append(str(error))
+
+    workers = [threading.Thread(target=one, args=(name,)) for name in names]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(problems)
 
 
 def write_sysctl(path: str, value: str) -> None:

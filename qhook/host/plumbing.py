@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from qhook import plugins
 from qhook.errors import QhookError
-from qhook.host import bindings, hybrid, mirrors, ovsports, tap, wiring
+from qhook.host import bindings, hybrid, links, mirrors, ovsports, tap, wiring
 from qhook.host.ovsdb import Ovsdb, OvsdbError
 from qhook.vocabulary.attachment import Attachment, Plugged
 from qhook.vocabulary.config import Config, OnTimeout, PlugMode
@@ -376,8 +376,14 @@ def remove_ours(
         if current is not None and current.ours and current.mark.get("vm") == vm_id:
             mine.append(name)
     problems += tap.delete_many(mine, config.ovs.timeout)
-    for name in tap_names:
-        problems += hybrid.remove(hybrid.of(name), vm_id, config.ovs.timeout)
+    # All hybrid devices at once: each deletion's wait in the kernel then overlaps.
+    doomed = []
+    try:
+        for name in tap_names:
+            doomed += hybrid.removable(hybrid.of(name), vm_id)
+    except QhookError as error:
+        problems.append(str(error))
+    problems += links.delete_many(doomed, config.ovs.timeout)
     problems += hybrid.remove_named(devices, vm_id, config.ovs.timeout)
     return problems
 
