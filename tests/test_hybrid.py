@@ -6,6 +6,7 @@ undone on failure, removed on stop, found by status and cleanup, refused where i
 cannot work. tests/test_port_security.py has the real agents, bindings and frames."""
 
 import json
+import os
 
 import hoststate
 import pytest
@@ -205,8 +206,6 @@ def test_a_hybrid_vnic_cannot_mirror(vdsm, configure, ovs):
 @pytest.fixture
 def destination(tmp_path):
     """Another "host": its own Open vSwitch in its own namespace, plugging hybrid."""
-    import os
-
     from qhook.lab.sandbox import OvsSandbox
     from qhook.lab.vdsm_emulator import VdsmEmulator
     from tools import HOOKS_DIR, hook_env
@@ -311,3 +310,37 @@ def test_a_running_hybrid_vnic_cannot_move_to_another_port(vdsm, configure, ovs)
     ids = hoststate.ovs_interfaces(ovs)[_names(tap)[2]]["external_ids"]
     assert ids["iface-id"] == vnic["q_port_id"]  # unchanged
     assert not vdsm.destroy_vm(started.domain_xml).failed
+
+
+def test_a_device_of_another_kind_with_our_mark_is_not_ours(vdsm, configure, ovs):
+    """The mark alone is not enough: a veth named like the vNIC's bridge, marked as ours
+    for it by someone, is neither taken over nor deleted."""
+    vnic, tap = _hybrid_vnic(configure)
+    bridge, _, _ = _names(tap)
+    domain = quantum_vm([vnic])
+    forged = f"vdsm-hook-quantum vnic={vnic['q_port_id']} vm={domain.findtext('uuid')} since=1"
+    peer = "qhp" + os.urandom(4).hex()
+    ovs.in_netns("ip", "link", "add", bridge, "type", "veth", "peer", "name", peer)
+    ovs.in_netns("ip", "link", "set", bridge, "alias", forged)
+    try:
+        assert _refused(vdsm, vnic).endswith(
+            f"device {bridge} already exists and belongs to something else"
+        )
+        assert not vdsm.destroy_vm(to_bytes(domain)).failed
+        link = hoststate.links(ovs)[bridge]
+        assert link["linkinfo"]["info_kind"] == "veth" and link["ifalias"] == forged
+    finally:
+        ovs.in_netns("ip", "link", "delete", bridge)
+
+
+def test_a_stop_leaves_a_foreign_bridge_of_the_vnics_name(vdsm, configure, ovs):
+    vnic, tap = _hybrid_vnic(configure)
+    bridge, _, _ = _names(tap)
+    started = vdsm.start_vm(to_bytes(quantum_vm([vnic])))
+    assert not vdsm.destroy_vm(started.domain_xml).failed
+    ovs.in_netns("ip", "link", "add", bridge, "type", "bridge")  # somebody's, later
+    try:
+        assert not vdsm.destroy_vm(started.domain_xml).failed  # a late second stop
+        assert bridge in hoststate.links(ovs)
+    finally:
+        ovs.in_netns("ip", "link", "delete", bridge)
