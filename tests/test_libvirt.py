@@ -125,6 +125,43 @@ def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
     assert not set(taps) & (set(hoststate.links(ovs)) | set(hoststate.ovs_interfaces(ovs)))
 
 
+@pytest.mark.parametrize("mode", ["hook", "libvirt"])
+def test_a_real_vm_plugged_hybrid_reaches_the_bridge_through_its_own(
+    mode, libvirt, ovs, vdsm, configure, tmp_path
+):
+    """Hybrid plugging with a real libvirt and QEMU: the tap (the hook's, or libvirt's on
+    the interface's qbr source) is a port of the vNIC's own bridge, and the firmware's
+    DHCP requests reach br-int through the veth pair."""
+    configure(plug=mode, hybrid_plug="yes")
+    domain, tap = _one_vnic_vm(mode)
+    bridge, ovs_end = "qbr" + tap[3:], "qvo" + tap[3:]
+    mac = "02:00:00:00:e2:01"
+    ovs.ofctl("add-flow", DHCP_FLOW.format(mac=mac))
+    started = vdsm.start_vm(etree.tostring(domain))
+    xml = tmp_path / "domain.xml"
+    xml.write_bytes(started.domain_xml)
+    name = domain.findtext("name")
+    libvirt.virsh("define", str(xml))
+    try:
+        libvirt.virsh("start", name)
+        links = hoststate.links(ovs)
+        assert links[tap]["master"] == bridge and "LOWER_UP" in links[tap]["flags"]
+        ports = hoststate.bridge_ports(ovs)
+        assert ovs_end in ports and tap not in ports
+        deadline = time.monotonic() + 60
+        while _dhcp_counts(ovs, [mac])[mac] == 0:
+            assert time.monotonic() < deadline, "no DHCP request reached br-int"
+            time.sleep(0.5)
+    finally:
+        libvirt.virsh("destroy", name)
+        ovs.ofctl("del-flows", f"udp,dl_src={mac}")
+    destroyed = vdsm.destroy_vm(started.domain_xml)
+    libvirt.virsh("undefine", name)
+    assert not destroyed.failed, destroyed.stderr
+    assert not {tap, bridge, ovs_end} & set(hoststate.links(ovs))
+    assert ovs_end not in hoststate.ovs_interfaces(ovs)
+
+
 BANDWIDTH = (
     '<bandwidth><inbound average="2500"/><outbound average="1250"/></bandwidth>'  # 20/10 Mbit/s
 )
