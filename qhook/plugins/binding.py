@@ -10,7 +10,7 @@
 - anything else (vhostuser, hw_veb, ...): refused.
 
 Where the host cannot read the binding (explicit ids without root's Quantum settings, a
-server without the binding extension, a port bound elsewhere), `[ovs] hybrid_plug`
+server without the binding extension, a port no host has bound yet), `[ovs] hybrid_plug`
 decides for Open vSwitch vNICs, and `auto` plugs them straight with a warning.
 """
 
