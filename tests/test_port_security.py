@@ -63,6 +63,13 @@ def _domain(port):
     return to_bytes(domain)
 
 
+def _wait_active(neutron, port):
+    deadline = time.monotonic() + 30
+    while neutron.api("GET", f"/v2.0/ports/{port['id']}")["port"]["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, "Neutron never reported the port ACTIVE"
+        time.sleep(0.2)
+
+
 def _guest(port):
     return ("tap" + port["id"][:11], port["mac_address"], port["fixed_ips"][0]["ip_address"])
 
@@ -100,6 +107,8 @@ def _two_vms(neutron, network, name, firewall, directory, **settings):
         for _ in range(2):
             ports.append(neutron.bound_port(network, name, str(uuid.uuid4())))
             vms.append(host.vdsm.start_vm(_domain(ports[-1])))
+        for port in ports:  # the agent sets up the firewall before it reports the port up
+            _wait_active(neutron, port)
         yield host, ports, vms
     finally:
         for vm in vms:
@@ -165,10 +174,7 @@ def test_the_vnic_is_plugged_as_the_binding_says(neutron, secured):
         assert ids["iface-id"] == port["id"] and ids["attached-mac"] == port["mac_address"]
         assert ids["vm-uuid"] == port["device_id"]
         assert not vm.runs[-1].stderr  # the binding was read: no warning
-        deadline = time.monotonic() + 30
-        while neutron.api("GET", f"/v2.0/ports/{port['id']}")["port"]["status"] != "ACTIVE":
-            assert time.monotonic() < deadline, "Neutron never reported the port ACTIVE"
-            time.sleep(0.2)
+        assert bound["status"] == "ACTIVE"
 
 
 def test_own_frames_cross_and_spoofed_ones_do_not(secured):
