@@ -80,6 +80,20 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def delete_netns(name: str, timeout: float = 5) -> None:
+    """Delete network namespace `name`, trying again while the kernel says it is busy
+    (`ip netns delete` can lose a race with another namespace being added or deleted
+    at the same moment, as Neutron's agents do); gone or not, it returns by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/run/netns/{name}"):
+        subprocess.run(
+            ["ip", "netns", "delete", name], capture_output=True, timeout=timeout, check=False
+        )
+        if not os.path.exists(f"/run/netns/{name}") or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
 def processes_of(netns: str, directory: Path) -> List[int]:
     """Every process running in this network namespace, or whose command line names
     this directory (the daemons a sandbox started outside the namespace)."""
@@ -116,7 +130,7 @@ def stop_everything(netns: str, directory: Path, timeout: float = 10) -> int:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
+    delete_netns(netns)
     return len(pids)
 
 
@@ -249,7 +263,7 @@ class OvsSandbox:
     def stop(self) -> None:
         """Stop the daemons by PID and delete the namespace; safe to call twice."""
         _stop(self.processes, ["ovs-vswitchd", "ovsdb-server"])
-        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
+        delete_netns(self.name)
 
 
 _LIBVIRTD_CONF = """\
