@@ -96,6 +96,27 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+_BOOTABLE = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit="MiB">96</memory>
+  <vcpu>1</vcpu>
+  <metadata><ovirt-vm:vm/></metadata>
+  <os><type arch="x86_64" machine="pc">hvm</type><boot dev="network"/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+{interfaces}
+  </devices>
+</domain>"""
+
+
+def bootable_domain(name: str, interfaces: str) -> etree._Element:
+    """A small emulated QEMU domain, for a real libvirt, whose firmware boots from the
+    network (so it sends DHCP requests from its first vNIC), with these interfaces."""
+    text = _BOOTABLE.format(name=name, uuid=new_id(), interfaces=interfaces)
+    return etree.fromstring(text.encode())
+
+
 def seed_properties(plugin: str, port_id: Optional[str] = None, **extra: str) -> Dict[str, str]:
     properties = {"plugin": plugin, "q_network_id": new_id(), "q_port_id": port_id or new_id()}
     properties.update(extra)

@@ -11,22 +11,20 @@ import time
 
 import hoststate
 import pytest
-from domains import new_id, openstacknet_properties, seed_properties, set_vnic_properties
+from domains import (
+    bootable_domain,
+    new_id,
+    openstacknet_properties,
+    seed_properties,
+    set_vnic_properties,
+)
 from lxml import etree
 
 from qhook.lab.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
 from qhook.lab.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, hook_env, require_tool
 
-DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
-  <name>qhook-e2e-{mode}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit="MiB">96</memory>
-  <vcpu>1</vcpu>
-  <metadata><ovirt-vm:vm/></metadata>
-  <os><type arch="x86_64" machine="pc">hvm</type><boot dev="network"/></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+INTERFACES = """\
     <interface type="bridge">
       <mac address="02:00:00:00:e2:01"/><model type="virtio"/>
       <source bridge="ovirtmgmt"/><filterref filter="vdsm-no-mac-spoofing"/>
@@ -39,9 +37,7 @@ DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
     <interface type="bridge">
       <mac address="02:00:00:00:e2:03"/><model type="e1000"/>
       <source bridge="ovirtmgmt"/>
-    </interface>
-  </devices>
-</domain>"""
+    </interface>"""
 DHCP_FLOW = "priority=100,udp,dl_src={mac},tp_src=68,tp_dst=67,actions=drop"
 
 
@@ -63,12 +59,31 @@ def _dhcp_counts(ovs, macs):
     return counts
 
 
+def _started_and_defined(vdsm, libvirt, domain, tmp_path):
+    """before_vm_start on the domain, then the XML it returned defined in libvirt."""
+    started = vdsm.start_vm(etree.tostring(domain))
+    xml = tmp_path / "domain.xml"
+    xml.write_bytes(started.domain_xml)
+    libvirt.virsh("define", str(xml))
+    return started, domain.findtext("name")
+
+
+def _wait_for_dhcp(ovs, macs, timeout=60):
+    """Until br-int has counted a DHCP request from each MAC."""
+    deadline = time.monotonic() + timeout
+    while min(_dhcp_counts(ovs, macs).values()) == 0:
+        assert time.monotonic() < deadline, (
+            f"no DHCP request reached br-int: {_dhcp_counts(ovs, macs)}"
+        )
+        time.sleep(0.5)
+
+
 @pytest.mark.parametrize("mode", ["hook", "libvirt"])
 def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
     mode, libvirt, ovs, vdsm, configure, tmp_path
 ):
     configure(plug=mode)
-    domain = etree.fromstring(DOMAIN.format(mode=mode, uuid=new_id()).encode())
+    domain = bootable_domain(f"qhook-e2e-{mode}", INTERFACES)
     ovs_vnic = seed_properties("openvswitch")
     ovn_vnic = openstacknet_properties("OVIRT_PROVIDER_OVN", provider="EXTERNAL_NETWORK")
     lb_vnic = seed_properties("linuxbridge")
@@ -88,11 +103,7 @@ def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
     for mac in on_bridge:
         ovs.ofctl("add-flow", DHCP_FLOW.format(mac=mac))
 
-    started = vdsm.start_vm(etree.tostring(domain))
-    xml = tmp_path / "domain.xml"
-    xml.write_bytes(started.domain_xml)
-    name = domain.findtext("name")
-    libvirt.virsh("define", str(xml))
+    started, name = _started_and_defined(vdsm, libvirt, domain, tmp_path)
     try:
         libvirt.virsh("start", name)
         links = hoststate.links(ovs)
@@ -106,10 +117,7 @@ def test_a_real_vm_gets_its_frames_onto_the_integration_bridge(
         assert "LOWER_UP" in links[taps[2]]["flags"]  # QEMU holds the Linux bridge tap
         assert set(taps[:2]) <= hoststate.bridge_ports(ovs)
 
-        deadline = time.monotonic() + 60
-        while min(_dhcp_counts(ovs, on_bridge).values()) == 0:
-            assert time.monotonic() < deadline, _dhcp_counts(ovs, on_bridge)
-            time.sleep(0.5)
+        _wait_for_dhcp(ovs, on_bridge)
         assert all(hoststate.wait_for_ofports(ovs, taps[:2]).values())
         if mode == "libvirt":  # libvirt plugged these itself, with its own external_ids
             rows = hoststate.ovs_interfaces(ovs)
@@ -137,21 +145,14 @@ def test_a_real_vm_plugged_hybrid_reaches_the_bridge_through_its_own(
     bridge, ovs_end = "qbr" + tap[3:], "qvo" + tap[3:]
     mac = "02:00:00:00:e2:01"
     ovs.ofctl("add-flow", DHCP_FLOW.format(mac=mac))
-    started = vdsm.start_vm(etree.tostring(domain))
-    xml = tmp_path / "domain.xml"
-    xml.write_bytes(started.domain_xml)
-    name = domain.findtext("name")
-    libvirt.virsh("define", str(xml))
+    started, name = _started_and_defined(vdsm, libvirt, domain, tmp_path)
     try:
         libvirt.virsh("start", name)
         links = hoststate.links(ovs)
         assert links[tap]["master"] == bridge and "LOWER_UP" in links[tap]["flags"]
         ports = hoststate.bridge_ports(ovs)
         assert ovs_end in ports and tap not in ports
-        deadline = time.monotonic() + 60
-        while _dhcp_counts(ovs, [mac])[mac] == 0:
-            assert time.monotonic() < deadline, "no DHCP request reached br-int"
-            time.sleep(0.5)
+        _wait_for_dhcp(ovs, [mac])
     finally:
         libvirt.virsh("destroy", name)
         ovs.ofctl("del-flows", f"udp,dl_src={mac}")
@@ -169,7 +170,7 @@ BANDWIDTH = (
 
 def _one_vnic_vm(mode, extra=""):
     """A domain with one Open vSwitch vNIC (MAC 02:00:00:00:e2:01) and its properties."""
-    domain = etree.fromstring(DOMAIN.format(mode=mode, uuid=new_id()).encode())
+    domain = bootable_domain(f"qhook-e2e-{mode}", INTERFACES)
     interfaces = domain.findall("devices/interface")
     for other in interfaces[1:]:
         other.getparent().remove(other)
@@ -262,7 +263,7 @@ def test_libvirt_limits_its_open_vswitch_port_measured(
 def test_libvirt_refuses_filterref_on_an_openvswitch_port(libvirt, vdsm, configure, tmp_path):
     """Why the rewrite drops oVirt's filterref: libvirt would not start the VM with it."""
     configure(plug="libvirt")
-    domain = etree.fromstring(DOMAIN.format(mode="filterref", uuid=new_id()).encode())
+    domain = bootable_domain("qhook-e2e-filterref", INTERFACES)
     set_vnic_properties(domain, "02:00:00:00:e2:01", seed_properties("openvswitch"))
     started = vdsm.start_vm(etree.tostring(domain))
     kept = etree.fromstring(started.domain_xml)
@@ -323,8 +324,7 @@ def test_two_vms_on_one_logical_switch_see_each_other_through_ovn(ovn_libvirt, t
         mac = f"02:00:00:00:f{index}:01"
         port = new_id()
         ovn.nbctl("lsp-add", "tenant", port, "--", "lsp-set-addresses", port, mac)
-        xml = DOMAIN.format(mode=f"ovn{index}", uuid=new_id())
-        domain = etree.fromstring(xml.encode())
+        domain = bootable_domain(f"qhook-e2e-ovn{index}", INTERFACES)
         for extra in domain.findall("devices/interface")[1:]:
             extra.getparent().remove(extra)
         domain.find("devices/interface/mac").set("address", mac)

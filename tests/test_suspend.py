@@ -13,22 +13,14 @@ import time
 
 import hoststate
 import pytest
-from domains import NS, new_id, seed_properties, set_vnic_properties
+from domains import NS, bootable_domain, new_id, seed_properties, set_vnic_properties
 from lxml import etree
 
 from qhook.lab.sandbox import LibvirtSandbox, OvnSandbox, OvsSandbox
 from qhook.lab.vdsm_emulator import VdsmEmulator
 from tools import HOOKS_DIR, error_lines, hook_env, require_tool
 
-DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
-  <name>qhook-suspend-{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit="MiB">96</memory>
-  <vcpu>1</vcpu>
-  <metadata><ovirt-vm:vm/></metadata>
-  <os><type arch="x86_64" machine="pc">hvm</type><boot dev="network"/></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+INTERFACES = """\
     <interface type="bridge">
       <mac address="02:00:00:00:5a:01"/><model type="virtio"/><source bridge="ovirtmgmt"/>
     </interface>
@@ -37,9 +29,7 @@ DOMAIN = """<domain type="qemu" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
     </interface>
     <interface type="bridge">
       <mac address="02:00:00:00:5a:03"/><model type="e1000"/><source bridge="ovirtmgmt"/>
-    </interface>
-  </devices>
-</domain>"""
+    </interface>"""
 MACS = ("02:00:00:00:5a:01", "02:00:00:00:5a:02", "02:00:00:00:5a:03")
 
 
@@ -76,7 +66,7 @@ def host(tmp_path_factory):
 def _vm(ovn, name):
     """A VM with an Open vSwitch, an OVN and a Linux bridge vNIC on explicit ports; the
     first two ports are OVN logical ports (ovn-controller wires them)."""
-    domain = etree.fromstring(DOMAIN.format(name=name, uuid=new_id()).encode())
+    domain = bootable_domain(f"qhook-suspend-{name}", INTERFACES)
     properties = [
         seed_properties("openvswitch"),
         seed_properties("ovn"),
