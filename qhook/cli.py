@@ -13,6 +13,7 @@ from typing import Dict, List, NoReturn, Optional
 
 from qhook import PROGRAM, __version__, install
 from qhook.engine import commands as engine_commands
+from qhook.engine import sync_command
 from qhook.errors import ConfigError, QhookError, one_line
 from qhook.vdsm import domxml
 from qhook.vdsm.points import HOOK_POINTS
@@ -388,6 +389,7 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--cver", default="4.7", help="cluster version (default 4.7)")
     engine.set_defaults(handler=_engine_config)
     engine_commands.add_commands(commands)
+    sync_command.add_commands(commands)
 
     for name, handler, text in (
         ("status", _status, "list this host's Quantum taps and ports, and flag stale ones"),

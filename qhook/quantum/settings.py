@@ -177,12 +177,12 @@ _KEYS = {
 }
 
 
-def _check_secret_file(path: str, keys: List[str]) -> None:
+def check_secret_file(path: str, section: str, keys: List[str]) -> None:
     """Refuse a file that holds a secret and that others (not owner or group) can read."""
     mode = os.stat(path).st_mode
     if mode & stat.S_IROTH:
         raise ConfigError(
-            f"{path} holds [{SECTION}] {' and '.join(keys)} but anyone can read it: "
+            f"{path} holds [{section}] {' and '.join(keys)} but anyone can read it: "
             f"chmod o-rwx {path}"
         )
 
@@ -216,7 +216,7 @@ def load_quantum_settings(
     if found and parser.has_section(SECTION):
         secrets_here = [k for k in SECRET_KEYS if parser.has_option(SECTION, k)]
         if secrets_here and data is None:
-            _check_secret_file(path, secrets_here)
+            check_secret_file(path, SECTION, secrets_here)
         for key, raw in parser.items(SECTION):
             convert = _KEYS.get(key)
             if convert is None:
