@@ -260,3 +260,59 @@ def test_keystone_v2_tokens_are_renewed_before_they_expire(provider, tmp_path):
             assert client.auth.issued_count == 2
     finally:
         short.stop()
+
+
+def test_engine_sync_with_the_provider_as_quantum(provider, tmp_path):
+    """qhook engine sync with ovirt-provider-ovn as Quantum (Keystone v2.0, the engine's
+    user): a Q_ logical network becomes a provider network with its MTU and a profile for
+    ports on demand, a rename and an MTU change are followed, and it goes with its
+    logical network. The provider keeps no description or tags: the sync's records do."""
+    from engine_standin import EngineStandin, self_signed
+
+    pytest.importorskip("ovirtsdk4", reason="the oVirt engine SDK (ovirt-engine-sdk-python)")
+    stack = provider[0]
+    cert, key = self_signed(tmp_path)
+    engine = EngineStandin(password="engine-secret", tls=(cert, key)).start()
+    try:
+        data_center = engine.add_data_center("Default")
+        engine.define_custom_properties(("plugin", "q_network_id", "mtu"))
+        conf = tmp_path / "engine.conf"
+        conf.write_text(
+            f"[quantum]\nauth = keystone\nauth_url = {stack.auth_url}\n"
+            "username = admin@internal\npassword = secret\nproject_name = tenant\ntimeout = 10\n"
+            f"[ovirt]\nurl = {engine.url}\nusername = admin@internal\npassword = engine-secret\n"
+            f"ca_file = {cert}\nstate_file = {tmp_path}/records.json\ntimeout = 10\n"
+        )
+        conf.chmod(0o600)
+        env = without_openrc(QHOOK_CONFIG=str(conf))
+
+        def sync():
+            result = qhook_command(env, "engine", "sync")
+            assert result.returncode == 0 and error_lines(result.stderr) == [], result.stderr
+            return result.stdout
+
+        def named(name):
+            found = stack.api("GET", "/v2.0/networks")["networks"]
+            return [n for n in found if n["name"] == name]
+
+        name = f"Q_synced-{secrets.token_hex(3)}"
+        logical = engine.add_network(name, data_center, mtu=1400)
+        sync()
+        (network,) = named(name)
+        assert network["mtu"] == 1400
+        (profile,) = engine.profiles(logical)
+        assert profile["custom_properties"] == {
+            "plugin": "ovn",
+            "q_network_id": network["id"],
+            "mtu": "1400",
+        }
+        renamed = name + "-2"
+        engine.update_network(logical, name=renamed, mtu=1300)
+        sync()
+        assert [(n["id"], n["mtu"]) for n in named(renamed)] == [(network["id"], 1300)]
+        engine.remove_network(logical)
+        said = sync()
+        assert f"deleted Quantum network {renamed} {network['id']}" in said
+        assert named(renamed) == []
+    finally:
+        engine.stop()
