@@ -169,7 +169,7 @@ def test_a_new_q_network_gets_its_quantum_network_and_a_profile_for_ports_on_dem
     assert _profile(engine, logical, name) == profile
 
 
-def test_a_rename_and_an_mtu_change_are_followed(engine, neutron, sync):
+def test_a_rename_and_an_mtu_change_are_followed(engine, neutron, settings, sync):
     name, renamed = _name(), _name("www")
     logical = engine.add_network(name, engine.data_center, mtu=1400)
     _ok(sync())
@@ -221,7 +221,7 @@ def test_a_deleted_logical_network_takes_its_quantum_network_once_no_port_is_lef
 
 
 def test_a_q_network_the_sync_did_not_make_is_reported_and_adopted_only_when_asked(
-    engine, neutron, sync, project
+    engine, neutron, settings, sync, project
 ):
     name = _name("x")
     foreign = neutron.api(
@@ -249,7 +249,7 @@ def test_a_q_network_the_sync_did_not_make_is_reported_and_adopted_only_when_ask
 
 
 def test_a_quantum_network_without_a_logical_network_is_reported_never_deleted(
-    engine, neutron, sync, project
+    engine, neutron, settings, sync, project
 ):
     name = _name("alone")
     foreign = neutron.api(
@@ -266,7 +266,9 @@ def test_a_quantum_network_without_a_logical_network_is_reported_never_deleted(
         neutron.api("DELETE", f"/v2.0/networks/{foreign['id']}")
 
 
-def test_a_drifted_profile_is_corrected_and_keeps_what_the_sync_does_not_own(engine, neutron, sync):
+def test_a_drifted_profile_is_corrected_and_keeps_what_the_sync_does_not_own(
+    engine, neutron, settings, sync
+):
     name = _name()
     logical = engine.add_network(name, engine.data_center, mtu=1450)
     _ok(sync())
@@ -315,7 +317,7 @@ def _writes(engine):
     return [r for r in engine.requests if r[0] != "GET" and "/ovirt-engine/api" in r[1]]
 
 
-def test_json_lists_each_change(engine, neutron, sync):
+def test_json_lists_each_change(engine, neutron, settings, sync):
     name = _name("json")
     engine.add_network(name, engine.data_center)
     result = sync("--json")
