@@ -181,6 +181,8 @@ class EngineStandin:
 
     def start(self) -> "EngineStandin":
         """Listen (again) on 127.0.0.1; the first start picks a free port, later ones reuse it."""
+        if self._server is not None:
+            return self  # already up
         handler = type("Handler", (_Handler,), {"engine": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True

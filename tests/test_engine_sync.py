@@ -356,7 +356,11 @@ class Watcher:
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=20)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         time.sleep(0.2)  # the readers' last lines
         return self.process.returncode
 
@@ -415,8 +419,8 @@ def test_watch_says_the_engine_is_down_and_goes_on_when_it_is_back(engine, neutr
         engine.add_network(name, engine.data_center)
         _wait(lambda: _quantum(neutron, name), 30, "pass after the engine came back")
     finally:
-        engine.start()
         status = watcher.stop()
+        engine.start()
     assert status == 0, watcher.err
 
 
