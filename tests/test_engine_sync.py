@@ -558,3 +558,19 @@ def test_unreadable_records_are_one_line_and_nothing_is_changed(engine, engine_s
     line = _one_line(sync(), status=2)
     assert "the sync's records" in line and "unreadable" in line, line
     assert engine_settings.state.read_text() == "{not json" and len(engine.requests) == count
+
+
+def test_an_untrusted_engine_certificate_is_one_line_naming_ca_file(engine, engine_settings, sync):
+    engine_settings(ca_file=None)
+    line = _one_line(sync())
+    assert "its certificate is not trusted" in line and "set [ovirt] ca_file" in line, line
+
+
+def test_insecure_skips_the_check_and_says_so_once(engine, neutron, settings, sync):
+    settings(ca_file=None, insecure="yes")
+    result = sync()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "qhook: warning: [ovirt] insecure = yes: the engine's certificate is not verified "
+        "(set ca_file)"
+    ]

@@ -24,6 +24,7 @@ MISSING_SDK = (
 )
 # What the engine says when a profile's custom properties are not in
 # CustomDeviceProperties (ACTION_TYPE_FAILED_INVALID_CUSTOM_PROPERTIES and its kin).
+EVENTS_PAGE = 500
 _UNDEFINED_SIGNS = ("custom propert", "CUSTOM_PROPERT")
 
 
@@ -125,6 +126,10 @@ class Engine:
         if self.trace:
             self.trace(f"POST {url}")
         verify: Any = False if self.settings.insecure else (self.settings.ca_file or True)
+        if self.settings.insecure:  # said once, by the settings' warning
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         timeout = self.settings.timeout
         try:
             with requests.Session() as session:
@@ -240,9 +245,10 @@ class Engine:
         return max((int(event.id) for event in events), default=0)
 
     def events_after(self, event_id: int) -> List[Tuple[int, int]]:
-        """(id, code) of the events newer than event_id, oldest first."""
+        """(id, code) of the events newer than event_id, oldest first: the newest
+        EVENTS_PAGE of them (the engine answers newest first)."""
         service = self._system.events_service()
-        events = self._call("list events", lambda: service.list(from_=event_id, max=500))
+        events = self._call("list events", lambda: service.list(from_=event_id, max=EVENTS_PAGE))
         return sorted((int(e.id), int(e.code or 0)) for e in events if int(e.id) > event_id)
 
     # -- writing ---------------------------------------------------------------------

@@ -155,6 +155,10 @@ def load_ovirt_settings(env: Mapping[str, str]) -> Tuple[OvirtSettings, List[str
             values[key] = _converted(key, env[variable].strip(), variable)
             origins[key] = variable
     settings = OvirtSettings(**values, origins=origins)  # type: ignore[arg-type]
+    if settings.insecure:
+        warnings.append(
+            "[ovirt] insecure = yes: the engine's certificate is not verified (set ca_file)"
+        )
     missing = [
         f"{key} ({variable})"
         for variable, key in ENVIRONMENT.items()

@@ -184,7 +184,7 @@ def _watch(
     resync: float,
 ) -> int:
     """Passes for ever: at start, after each network event, every `resync` seconds."""
-    from qhook.engine.ovirt import EngineError
+    from qhook.engine.ovirt import EVENTS_PAGE, EngineError
     from qhook.quantum.client import QuantumError
 
     stop = threading.Event()
@@ -210,6 +210,8 @@ def _watch(
                     if events:
                         last_event = events[-1][0]
                     codes: List[str] = [NETWORK_EVENTS[c] for _, c in events if c in NETWORK_EVENTS]
+                    if len(events) >= EVENTS_PAGE:  # older ones may be unread: look anyway
+                        codes.append("(a page of events)")
                     if codes or time.monotonic() >= next_pass:
                         if codes and args.debug:
                             _debug(f"events: {', '.join(codes)}")
