@@ -574,3 +574,21 @@ def test_insecure_skips_the_check_and_says_so_once(engine, neutron, settings, sy
         "qhook: warning: [ovirt] insecure = yes: the engine's certificate is not verified "
         "(set ca_file)"
     ]
+
+
+def test_two_syncs_never_run_at_once(engine, engine_settings, sync):
+    """The service and an admin's run: the second waits for the first's lock, at most
+    [ovirt] timeout, then says so in one line, having changed nothing."""
+    import fcntl
+
+    engine_settings(timeout="1")
+    engine_settings.state.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{engine_settings.state}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        name = _name("locked")
+        logical = engine.add_network(name, engine.data_center)
+        line = _one_line(sync(), status=2)
+    assert "another qhook engine sync holds" in line, line
+    assert _profile(engine, logical, name)["custom_properties"] == {}
+    assert not engine_settings.state.exists()
+    engine.remove_network(logical)

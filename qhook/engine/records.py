@@ -8,11 +8,14 @@ the engine to say which Quantum network was its own; so it is a file on the engi
 machine, root's, replaced whole on every change (never half-written).
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 from qhook.errors import ConfigError, one_line
 
@@ -87,3 +90,31 @@ class Records:
         except OSError as error:
             os.unlink(temporary)
             raise ConfigError(f"cannot write {self.path}: {error.strerror}") from None
+
+
+@contextlib.contextmanager
+def held(path: str, timeout: float) -> Iterator[None]:
+    """The records' lock (PATH.lock) for one pass: two syncs at once (the service and an
+    admin's run) would both make the same network. Waits at most `timeout` seconds."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        descriptor = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise ConfigError(f"cannot lock {path}: {error.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"another qhook engine sync holds {path}.lock: not two at once "
+                        "(systemctl status vdsm-hook-quantum-engine-sync)"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(descriptor)

@@ -93,7 +93,7 @@ def run_sync(args: argparse.Namespace) -> int:
         return say_error(args, QhookError(MISSING_REQUESTS), EXIT_USAGE, KIND_MISSING)
     from qhook.engine.ovirt import EngineError
     from qhook.engine.ovirt_settings import load_ovirt_settings
-    from qhook.engine.records import Records
+    from qhook.engine.records import Records, held
     from qhook.quantum.client import QuantumError
     from qhook.quantum.connect import connect, creates_need_project
     from qhook.quantum.settings import load_quantum_settings
@@ -110,11 +110,12 @@ def run_sync(args: argparse.Namespace) -> int:
         if args.debug:
             for line in ovirt.described() + quantum.described():
                 _debug(line)
-        records = Records.load(ovirt.state_file)
+        Records.load(ovirt.state_file)  # unreadable: said before anything is sent
     except ConfigError as error:
         return say_error(args, error, EXIT_USAGE, KIND_CONFIG)
 
     def one_pass(engine) -> Any:
+        """One pass, holding the records' lock, on the records as they are now."""
         from qhook.engine.sync import Options, SyncPass
 
         options = Options(
@@ -124,8 +125,10 @@ def run_sync(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             project_id=creates_need_project(quantum),
         )
-        with connect(quantum, trace) as client:
-            return SyncPass(engine, client, records, options).run()
+        with held(ovirt.state_file, ovirt.timeout):
+            records = Records.load(ovirt.state_file)
+            with connect(quantum, trace) as client:
+                return SyncPass(engine, client, records, options).run()
 
     from qhook.engine.ovirt import Engine
 
