@@ -138,7 +138,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ports": [e.as_dict() for e in entries], "ovs_error": problem}, indent=2))
     else:
-        row = "{:<15} {:<36} {:<36} {:<4} {:<6} {:<6} {:<15} {:<6} {:<5} {}"
+        row = "{:<15} {:<36} {:<36} {:<4} {:<6} {:<6} {:<15} {:<15} {:<6} {:<5} {}"
         print(
             row.format(
                 "TAP",
@@ -147,6 +147,7 @@ def _status(args: argparse.Namespace) -> int:
                 "TAP",
                 "IN-USE",
                 "HYBRID",
+                "BRIDGE",
                 "OVS-PORT",
                 "OFPORT",
                 "WIRED",
@@ -162,6 +163,7 @@ def _status(args: argparse.Namespace) -> int:
                     _yes(e.device),
                     _yes(e.in_use),
                     _yes(bool(e.hybrid)),
+                    e.bridge or "-",
                     e.port or "-",
                     "-" if e.ofport is None else e.ofport,
                     _yes(e.wired),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from qhook.errors import QhookError
-from qhook.host import hybrid, mirrors, ovsports, tap
+from qhook.host import hybrid, links, mirrors, ovsports, tap
 from qhook.host.ovsdb import Ovsdb, map_value
 from qhook.plugins import wired_on_the_bridge
 from qhook.vocabulary.config import Config
@@ -38,6 +38,7 @@ class Entry:
     wired: Optional[bool] = None
     stale: Optional[str] = None
     port: Optional[str] = None  # the OVS port's name
+    bridge: Optional[str] = None  # the Linux bridge the tap is a port of (an agent's, or qbr)
     hybrid: List[str] = field(default_factory=list)  # our bridge and veths of the vNIC
     row: Optional[ovsports.PortRow] = field(default=None, repr=False, compare=False)
 
@@ -66,6 +67,7 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
             device=True,
             in_use=current.carrier,
             age=_age(current.mark, now),
+            bridge=links.master_of(name),
         )
     for name in hybrid.named_here():
         tap_name = tap_name_behind(name)
@@ -96,6 +98,8 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
         entry.ofport = row.ofport
         entry.wired = wired_on_the_bridge(row)
     for entry in entries.values():
+        if not entry.ovs_port and not entry.hybrid and entry.device:
+            entry.wired = entry.bridge is not None  # the Linux bridge agent bridged it
         entry.stale = _stale(entry, grace)
     return sorted(entries.values(), key=lambda e: e.tap), problem
 
