@@ -53,15 +53,20 @@ class AgentHost:
     @property
     def label(self) -> str:
         """The agent's label among the stack's processes."""
-        return f"neutron-openvswitch-agent@{self.name}"
+        return f"agent@{self.name}"
 
     @property
     def log(self) -> Path:
-        return self.directory / "ovs-agent.log"
+        return self.directory / "agent.log"
 
 
 class NeutronStack(DaemonGroup):
     """Start with start(), stop with stop(); api() talks to the API over a unix socket."""
+
+    # The L2 agent and its ML2 mechanism driver (a subclass may run another).
+    AGENT = "neutron-openvswitch-agent"
+    AGENT_INI = "openvswitch_agent.ini"
+    MECHANISM = "openvswitch"
 
     def __init__(self, directory: Path, venv: Path, netns: str, api_workers: int = 1):
         super().__init__(directory, venv)
@@ -153,18 +158,21 @@ use_helper_for_ns_read = false
             path.mkdir(parents=True, exist_ok=True)
         transport = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/"
         (etc / "neutron.conf").write_text(self._neutron_conf("noauth", transport))
-        (etc / "ml2_conf.ini").write_text("""[ml2]
+        (etc / "ml2_conf.ini").write_text(self._ml2_ini())
+        (etc / self.AGENT_INI).write_text(self._agent_ini(AGENT_HOST, self.ovs, state))
+        (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
+
+    def _ml2_ini(self) -> str:
+        return f"""[ml2]
 type_drivers = flat,vlan
 tenant_network_types = vlan
-mechanism_drivers = openvswitch
+mechanism_drivers = {self.MECHANISM}
 extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = physnet1
 [ml2_type_vlan]
 network_vlan_ranges = physnet1:100:199
-""")
-        (etc / "openvswitch_agent.ini").write_text(self._agent_ini(AGENT_HOST, self.ovs, state))
-        (self.dir / "qhook_neutron_api.py").write_text(_WSGI)
+"""
 
     def _agent_ini(self, host: str, ovs: OvsSandbox, state: Path, firewall: str = "noop") -> str:
         """The Open vSwitch agent's settings on `host`, whose switch is `ovs`, with this
@@ -345,31 +353,35 @@ lock_path = {state}/lock
                     f"{self.dir}/rpc-server.log",
                 ],
             )
+            self._before_agents()
             self._spawn(
-                "neutron-openvswitch-agent",
+                self.AGENT,
                 [
-                    f"{self.venv}/bin/neutron-openvswitch-agent",
+                    f"{self.venv}/bin/{self.AGENT}",
                     "--config-file",
                     f"{etc}/neutron.conf",
                     "--config-file",
-                    f"{etc}/openvswitch_agent.ini",
+                    f"{etc}/{self.AGENT_INI}",
                     "--log-file",
-                    f"{self.dir}/ovs-agent.log",
+                    f"{self.dir}/agent.log",
                 ],
             )
             self._wait(
-                "the OVS agent",
+                f"the agent ({self.AGENT})",
                 self._agent_alive,
                 180,
-                ["neutron-openvswitch-agent", "neutron-rpc-server", "neutron-api"],
+                [self.AGENT, "neutron-rpc-server", "neutron-api"],
             )
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _before_agents(self) -> None:
+        """What the agents need in the stack's namespace before they start."""
+
     def _agent_alive(self, host: str = AGENT_HOST) -> bool:
-        agents = self.api("GET", "/v2.0/agents?binary=neutron-openvswitch-agent")["agents"]
+        agents = self.api("GET", f"/v2.0/agents?binary={self.AGENT}")["agents"]
         return any(a["host"] == host and a["alive"] for a in agents)
 
     # -- further hosts -------------------------------------------------------------
@@ -391,13 +403,14 @@ lock_path = {state}/lock
             host.ovs.add_bridge("br-phys1")
             host.relays.append(NetnsRelay(netns, RABBIT_PORT, to_netns=self.ovs.name))
             host.relays.append(NetnsRelay(netns, API_PORT, to_unix=str(self.dir / "api.sock")))
-            config = directory / "openvswitch_agent.ini"
+            self._before_host_agent(host)
+            config = directory / self.AGENT_INI
             config.write_text(self._agent_ini(name, host.ovs, directory / "state", firewall))
             self._spawn(
                 host.label,
                 [
                     *host.ovs.netns_exec,
-                    f"{self.venv}/bin/neutron-openvswitch-agent",
+                    f"{self.venv}/bin/{self.AGENT}",
                     *("--config-file", f"{self.dir}/etc/neutron.conf"),
                     *("--config-file", str(config)),
                     *("--log-file", str(host.log)),
@@ -406,7 +419,7 @@ lock_path = {state}/lock
                 **{key: str(host.ovs.directory) for key in _OVS_DIRS},
             )
             self._wait(
-                f"the OVS agent on {name}",
+                f"the agent on {name}",
                 lambda: self._agent_alive(name),
                 180,
                 [host.label, "neutron-rpc-server", "neutron-api"],
@@ -415,6 +428,9 @@ lock_path = {state}/lock
             self.remove_host(name)
             raise
         return host
+
+    def _before_host_agent(self, host: AgentHost) -> None:
+        """What a further host's agent needs in its namespace before it starts."""
 
     def remove_host(self, name: str) -> None:
         """Stop a host add_host() started: its agent (its record deleted from Neutron),
@@ -502,7 +518,7 @@ token_cache_time = -1
             [
                 (
                     [
-                        "neutron-openvswitch-agent",
+                        self.AGENT,
                         *(host.label for host in hosts),
                         "neutron-rpc-server",
                         "neutron-api",
