@@ -9,9 +9,10 @@ namespace (taps are looked up there):
         broadcast frames as fast as they go; prints the bits per second Open vSwitch
         handed to the watched tap meanwhile (sent to its guest, or dropped by its driver
         for want of a guest that reads: past the tap's qdisc either way)
-    python3 frames.py udp SEND_TAP SRC_MAC SRC_IP RECV_TAP DST_MAC DST_IP PORT COUNT
+    python3 frames.py udp SEND_TAP SRC_MAC SRC_IP RECV_TAP DST_MAC DST_IP PORT COUNT [NETNS]
         COUNT IPv4 UDP datagrams from one guest to another (its MAC and IP); prints how
-        many of them the receiving guest got
+        many of them the receiving guest got. With NETNS, the receiving tap is in that
+        network namespace (another host's)
 """
 
 import fcntl
@@ -140,8 +141,12 @@ def udp(
     dst_ip: str,
     port: int,
     count: int,
+    receiver_netns: str = "",
 ) -> int:
-    sender, receiver = attach(send), attach(receive)
+    sender = attach(send)
+    if receiver_netns:
+        enter_netns(receiver_netns)
+    receiver = attach(receive)
     time.sleep(0.5)  # Open vSwitch sees the carriers come up
     _read_all(receiver, 0.2)
     for sequence in range(count):
@@ -149,6 +154,16 @@ def udp(
         time.sleep(0.02)
     got = {_udp_sequence(data, port) for data in _read_all(receiver, 1.0)}
     return len(got & set(range(count)))
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into a named network namespace (taps already attached stay)."""
+    import ctypes
+
+    clone_newnet = 0x40000000
+    with open(f"/run/netns/{name}") as namespace:
+        if ctypes.CDLL(None, use_errno=True).setns(namespace.fileno(), clone_newnet) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
 
 
 def _read_all(fd: int, seconds: float) -> List[bytes]:
@@ -195,7 +210,7 @@ def main(argv: List[str]) -> int:
     elif argv[0] == "blast":
         print(json.dumps(blast(argv[1], argv[2], float(argv[3]), argv[4])))
     elif argv[0] == "udp":
-        print(json.dumps(udp(*argv[1:7], int(argv[7]), int(argv[8]))))
+        print(json.dumps(udp(*argv[1:7], int(argv[7]), int(argv[8]), *argv[9:10])))
     else:
         raise SystemExit(f"unknown command {argv[0]}")
     return 0

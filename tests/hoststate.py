@@ -91,11 +91,23 @@ def udp_arrives(
     receiver: Tuple[str, str, str],
     port: int = 7777,
     count: int = 5,
+    receiver_netns: str = "",
 ) -> int:
     """Be the guests: COUNT UDP datagrams from the sender (tap, MAC, IP) to the receiver
-    (tap, MAC, IP); how many it got (tests/frames.py, run in that namespace)."""
+    (tap, MAC, IP); how many it got (tests/frames.py, run in that namespace; the
+    receiver's tap in receiver_netns, another host's, if given)."""
     out = subprocess.run(
-        [*netns_exec, sys.executable, FRAMES, "udp", *sender, *receiver, str(port), str(count)],
+        [
+            *netns_exec,
+            sys.executable,
+            FRAMES,
+            "udp",
+            *sender,
+            *receiver,
+            str(port),
+            str(count),
+            *([receiver_netns] if receiver_netns else []),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
