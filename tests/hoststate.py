@@ -96,21 +96,14 @@ def udp_arrives(
     """Be the guests: COUNT UDP datagrams from the sender (tap, MAC, IP) to the receiver
     (tap, MAC, IP); how many it got (tests/frames.py, run in that namespace; the
     receiver's tap in receiver_netns, another host's, if given)."""
-    out = subprocess.run(
-        [
-            *netns_exec,
-            sys.executable,
-            FRAMES,
-            "udp",
-            *sender,
-            *receiver,
-            str(port),
-            str(count),
-            *([receiver_netns] if receiver_netns else []),
-        ],
+    done = subprocess.run(
+        [*netns_exec, sys.executable, FRAMES, "udp", *sender, *receiver, str(port), str(count),
+         *([receiver_netns] if receiver_netns else [])],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
-    ).stdout
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"frames.py udp: {done.stderr.strip()[-600:]}"
+    out = done.stdout
     return int(out)

@@ -4,8 +4,10 @@ last release that ships `neutron-linuxbridge-agent` and the `linuxbridge` mechan
 driver), in a virtualenv of its own, otherwise run as NeutronStack runs Neutron 29.
 
 Two flat physical networks, physnet1 and physnet2, each mapped to a veth the stack
-makes in its namespace (this kernel has no 8021q module, so no VLANs; no dummy either).
-A further host (add_host) gets the other end of each veth: the wire between two hosts.
+makes in its namespace (this kernel has no 8021q module, so no VLANs; no dummy either),
+and VXLAN project networks over a third veth, the underlay (the stack's host at
+10.99.0.1, a further one at 10.99.0.2; flooding by multicast, no l2population). A
+further host (add_host) gets the other end of each veth: the wires between two hosts.
 """
 
 import contextlib
@@ -19,6 +21,10 @@ from neutron_stack import AgentHost, NeutronStack
 from qhook.lab.sandbox import OvsSandbox
 
 PHYSNETS = {"physnet1": "lbph1", "physnet2": "lbph2"}  # physical network: its device
+UNDERLAY = "lbul"  # the VXLAN tunnels' device
+UNDERLAY_IPS = ("10.99.0.1", "10.99.0.2")  # the stack's host, a further host
+VXLAN_GROUP = "239.1.1.1"
+WIRES = (*PHYSNETS.values(), UNDERLAY)
 
 
 class LinuxBridgeStack(NeutronStack):
@@ -48,12 +54,15 @@ class LinuxBridgeStack(NeutronStack):
 
     def _ml2_ini(self) -> str:
         return f"""[ml2]
-type_drivers = flat
-tenant_network_types =
+type_drivers = flat,vxlan
+tenant_network_types = vxlan
 mechanism_drivers = {self.MECHANISM}
 extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = {",".join(PHYSNETS)}
+[ml2_type_vxlan]
+vni_ranges = 1000:1999
+vxlan_group = {VXLAN_GROUP}
 """
 
     def _agent_ini(
@@ -62,6 +71,7 @@ flat_networks = {",".join(PHYSNETS)}
         firewall = firewall or self.firewall
         mappings = ",".join(f"{net}:{device}" for net, device in PHYSNETS.items())
         enabled = "false" if firewall == "noop" else "true"
+        local_ip = UNDERLAY_IPS[0 if ovs is self.ovs else 1]
         return f"""[DEFAULT]
 host = {host}
 state_path = {state}
@@ -73,7 +83,10 @@ polling_interval = 1
 [linux_bridge]
 physical_interface_mappings = {mappings}
 [vxlan]
-enable_vxlan = false
+enable_vxlan = true
+local_ip = {local_ip}
+vxlan_group = {VXLAN_GROUP}
+l2_population = false
 [securitygroup]
 firewall_driver = {firewall}
 enable_security_group = {enabled}
@@ -85,18 +98,20 @@ lock_path = {state}/lock
         """Each physical network's veth, its far end kept for a second host; bridged
         frames through iptables (the agent's firewall filters on its bridges)."""
         _bridge_netfilter(self.ovs)
-        for device in PHYSNETS.values():
+        for device in WIRES:
             self.ovs.in_netns("ip", "link", "add", "name", device, "type", "veth", "peer",
                               "name", f"{device}-far")  # fmt: skip
             self.ovs.in_netns("ip", "link", "set", device, "up")
+        _underlay(self.ovs, UNDERLAY_IPS[0])
 
     def _before_host_agent(self, host: AgentHost) -> None:
         """The far ends of the stack's veths become this host's physical interfaces."""
         _bridge_netfilter(host.ovs)
-        for device in PHYSNETS.values():
+        for device in WIRES:
             self.ovs.in_netns("ip", "link", "set", f"{device}-far", "netns", host.ovs.name)
             host.ovs.in_netns("ip", "link", "set", f"{device}-far", "name", device)
             host.ovs.in_netns("ip", "link", "set", device, "up")
+        _underlay(host.ovs, UNDERLAY_IPS[1])
 
     def flat_network(self, name: str, project: str, physnet: str = "physnet1",
                      **extra: Any) -> Dict[str, Any]:  # fmt: skip
@@ -110,17 +125,29 @@ lock_path = {state}/lock
         }
         return self.api("POST", "/v2.0/networks", {"network": body})["network"]
 
+    def vxlan_network(self, name: str, project: str, **extra: Any) -> Dict[str, Any]:
+        """A project network: VXLAN (a VNI of 1000-1999), over the underlay."""
+        body = {"name": name, "project_id": project, **extra}
+        return self.api("POST", "/v2.0/networks", {"network": body})["network"]
+
     def remove_host(self, name: str) -> None:
         """As NeutronStack's, but the host's ends of the veths come back first (deleting
         its namespace would delete the stack's ends with them)."""
         host = self.hosts.get(name)
         if host is not None:
-            for device in PHYSNETS.values():
+            for device in WIRES:
                 with contextlib.suppress(Exception):
+                    host.ovs.in_netns("ip", "addr", "flush", "dev", device)
                     host.ovs.in_netns("ip", "link", "set", device, "down")
                     host.ovs.in_netns("ip", "link", "set", device, "name", f"{device}-far")
                     host.ovs.in_netns("ip", "link", "set", f"{device}-far", "netns", self.ovs.name)
         super().remove_host(name)
+
+
+def _underlay(ovs: OvsSandbox, address: str) -> None:
+    """The tunnels' address on the underlay, and multicast (the VXLAN group) through it."""
+    ovs.in_netns("ip", "addr", "add", f"{address}/24", "dev", UNDERLAY)
+    ovs.in_netns("ip", "route", "add", "224.0.0.0/4", "dev", UNDERLAY)
 
 
 def _bridge_netfilter(ovs: OvsSandbox) -> None:

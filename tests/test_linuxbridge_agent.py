@@ -19,7 +19,15 @@ from linuxbridge_stack import LinuxBridgeStack
 from neutron_stack import AGENT_HOST, HOST_B
 
 from qhook.lab.vdsm_emulator import HookFailed, VdsmEmulator
-from tools import ERROR_PREFIX, HOOKS_DIR, REPO, error_lines, hook_env, qhook_on_host
+from tools import (
+    ERROR_PREFIX,
+    HOOKS_DIR,
+    REPO,
+    error_lines,
+    holding_tap,
+    hook_env,
+    qhook_on_host,
+)
 
 VENV = os.environ.get("QHOOK_NEUTRON_LB_VENV", str(REPO / ".venv-neutron-lb"))
 PROJECT = uuid.uuid4().hex
@@ -28,6 +36,7 @@ SUBNET = "10.78.0.0/24"
 SPOOFED_MAC = "02:00:00:78:78:78"
 SPOOFED_IP = "10.78.0.250"
 OVIRT = "{http://ovirt.org/vm/1.0}"
+HOST_C = "qhook-neutron-host-c"  # a further host of its own, for the VXLAN test
 
 
 @pytest.fixture(scope="module")
@@ -297,9 +306,12 @@ def test_a_stopped_agent_fails_the_start_cleanly(stack, network, tmp_path):
     assert set(hoststate.links(stack.ovs)) == before
 
 
-def test_status_and_cleanup_see_the_taps_in_the_agents_bridge(stack, network, host):
+def test_status_and_cleanup_see_the_taps_in_the_agents_bridge(stack, network, host, two_vms):
     """A crashed VM's tap, left in the agent's bridge: status lists it wired; cleanup
-    (no grace) removes it, and leaves the agent's bridge and a foreign tap in it."""
+    (no grace) removes it, and leaves the running VMs' taps (their QEMU holds them), the
+    agent's bridge and a foreign tap in it."""
+    (first, second), _ = two_vms
+    running = [_guest(first)[0], _guest(second)[0]]
     port = _port(stack, network)
     host.vdsm.start_vm(_domain(port))  # then the VM "crashes": no after_vm_destroy
     tap, bridge = "tap" + port["id"][:11], _brq(network)
@@ -312,11 +324,14 @@ def test_status_and_cleanup_see_the_taps_in_the_agents_bridge(stack, network, ho
         assert "tapforeign0007" not in entries
         assert (entries[tap]["bridge"], entries[tap]["wired"]) == (bridge, True)
         assert entries[tap]["in_use"] is False
-        cleaned = qhook_on_host(stack.ovs.netns_exec, host.config, "cleanup", "--grace", "0")
+        netns_exec = stack.ovs.netns_exec
+        with holding_tap(netns_exec, running[0]), holding_tap(netns_exec, running[1]):
+            cleaned = qhook_on_host(netns_exec, host.config, "cleanup", "--grace", "0")
         assert cleaned.returncode == 0, cleaned.stderr
         assert f"removed tap {tap} (no VM holds its tap)" in cleaned.stdout.splitlines()
         links = hoststate.links(stack.ovs)
         assert tap not in links and bridge in links
+        assert all(links[name]["master"] == bridge for name in running)
         assert links["tapforeign0007"]["master"] == bridge
     finally:
         stack.ovs.in_netns("ip", "link", "delete", "tapforeign0007")
@@ -412,3 +427,36 @@ def test_suspend_and_resume_keep_the_tap_name_valid(stack, network, host):
         host.vdsm.destroy_vm(started.domain_xml)
         stack.api("DELETE", f"/v2.0/ports/{port['id']}")
     assert tap not in hoststate.links(stack.ovs)
+
+
+def test_a_vxlan_network_carries_frames_between_two_hosts(stack, tmp_path):
+    """A project network (VXLAN, flooding by multicast over the underlay): a vNIC on
+    each host, each bridged by its own agent; UDP crosses the tunnel both ways."""
+    remote = stack.add_host(HOST_C, firewall="iptables")
+    net = stack.vxlan_network("Q_lb_vxlan", PROJECT)
+    try:
+        assert net["provider:network_type"] == "vxlan"
+        body = {"network_id": net["id"], "project_id": PROJECT, "ip_version": 4,
+                "cidr": "10.79.0.0/24", "enable_dhcp": False}  # fmt: skip
+        stack.api("POST", "/v2.0/subnets", {"subnet": body})
+        here, there = Host(tmp_path / "a", stack.ovs), Host(tmp_path / "b", remote.ovs, HOST_C)
+        ports = [_port(stack, net), stack.bound_port(net, HOST_C, str(uuid.uuid4()))]
+        starts = [here.vdsm.start_vm(_domain(ports[0])), there.vdsm.start_vm(_domain(ports[1]))]
+        for port in ports:
+            _until("ACTIVE", lambda port=port: _status(stack, port)["status"] == "ACTIVE")
+        assert hoststate.links(remote.ovs)[_guest(ports[1])[0]]["master"] == _brq(net)
+        vxlan = f"vxlan-{net['provider:segmentation_id']}"
+        assert hoststate.links(stack.ovs)[vxlan]["master"] == _brq(net)
+
+        def across(sender, receiver, netns_exec, netns):
+            return hoststate.udp_arrives(
+                netns_exec, _guest(sender), _guest(receiver), receiver_netns=netns
+            )
+
+        assert across(ports[0], ports[1], stack.ovs.netns_exec, remote.ovs.name) == 5
+        assert across(ports[1], ports[0], remote.ovs.netns_exec, stack.ovs.name) == 5
+        here.vdsm.destroy_vm(starts[0].domain_xml)
+        there.vdsm.destroy_vm(starts[1].domain_xml)
+    finally:
+        _delete_network(stack, net)
+        stack.remove_host(HOST_C)
