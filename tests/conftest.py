@@ -16,7 +16,7 @@ from relay import Relay
 
 from qhook.lab.sandbox import OvnSandbox, OvsSandbox
 from qhook.lab.vdsm_emulator import VdsmEmulator
-from tools import HOOKS_DIR, REPO, hook_env, require_tool, run_hook
+from tools import HOOKS_DIR, REPO, hook_env, require_program, require_tool, run_hook
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -114,11 +114,7 @@ NEUTRON_VENV = Path(os.environ.get("QHOOK_NEUTRON_VENV", REPO / ".venv-neutron")
 
 @pytest.fixture(scope="session")
 def neutron(tmp_path_factory):
-    if not (NEUTRON_VENV / "bin" / "neutron-openvswitch-agent").exists():
-        message = f"no Neutron in {NEUTRON_VENV} (tools/bootstrap --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_program(NEUTRON_VENV / "bin" / "neutron-openvswitch-agent", "Neutron")
     stack = NeutronStack(
         tmp_path_factory.mktemp("neutron"),
         NEUTRON_VENV,
@@ -149,11 +145,7 @@ def api(neutron):
 @pytest.fixture(scope="session")
 def keystone(neutron, tmp_path_factory):
     """A real Keystone with a second Neutron API server (same database) behind it."""
-    if not (NEUTRON_VENV / "bin" / "keystone-manage").exists():
-        message = f"no Keystone in {NEUTRON_VENV} (tools/bootstrap --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_program(NEUTRON_VENV / "bin" / "keystone-manage", "Keystone")
     both = keystone_in_front_of(neutron, tmp_path_factory.mktemp("keystone"), NEUTRON_VENV)
     yield both
     both.stop()

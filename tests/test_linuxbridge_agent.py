@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 import uuid
+from pathlib import Path
 
 import hoststate
 import pytest
@@ -27,6 +28,7 @@ from tools import (
     holding_tap,
     hook_env,
     qhook_on_host,
+    require_program,
 )
 
 VENV = os.environ.get("QHOOK_NEUTRON_LB_VENV", str(REPO / ".venv-neutron-lb"))
@@ -42,13 +44,7 @@ HOST_C = "qhook-neutron-host-c"  # a further host of its own, for the VXLAN test
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Neutron 25 with the Linux bridge agent (iptables firewall) on host AGENT_HOST."""
-    from pathlib import Path
-
-    if not (Path(VENV) / "bin" / "neutron-linuxbridge-agent").exists():
-        message = f"no Neutron 25 in {VENV} (tools/bootstrap --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_program(Path(VENV) / "bin" / "neutron-linuxbridge-agent", "Neutron 25")
     running = LinuxBridgeStack(
         tmp_path_factory.mktemp("neutron-lb"),
         Path(VENV),

@@ -20,6 +20,16 @@ ERROR_PREFIX = "vdsm-hook-quantum: "
 DEFAULTS_CONF = REPO / "tests" / "fixtures" / "defaults.conf"
 
 
+def require_program(path: Path, what: str) -> None:
+    """A program of a test virtualenv; missing, it skips the test on a laptop and fails
+    it in CI (tools/bootstrap --test installs it)."""
+    if not path.exists():
+        message = f"no {what} in {path.parents[1]} (tools/bootstrap --test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     """The tool's path; a missing tool skips the test on a laptop and fails it in CI."""
     path = shutil.which(name)

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field, fields
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from qhook.errors import ConfigError, shown
-from qhook.quantum.settings import check_secret_file, settings_path
+from qhook.quantum.settings import (
+    absolute_path,
+    check_secret_file,
+    secret_value,
+    settings_path,
+)
 from qhook.vocabulary.config import PATH_VARIABLE, missing_named_file, read_ini, timeout_seconds
 
 SECTION = "ovirt"
@@ -73,18 +78,6 @@ def _user(value: str) -> str:
     return value
 
 
-def _password(value: str) -> str:
-    if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError("expected a non-empty value without control characters")
-    return value
-
-
-def _file(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("expected an absolute path")
-    return value
-
-
 def _yes_no(value: str) -> bool:
     words = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
     if value.lower() not in words:
@@ -120,14 +113,14 @@ def _resync(value: str) -> float:
 _KEYS = {
     "url": _url,
     "username": _user,
-    "password": _password,
-    "ca_file": _file,
+    "password": secret_value,
+    "ca_file": absolute_path,
     "insecure": _yes_no,
     "data_centers": _data_centers,
     "plugin": _plugin,
     "resync": _resync,
     "timeout": timeout_seconds,
-    "state_file": _file,
+    "state_file": absolute_path,
 }
 
 

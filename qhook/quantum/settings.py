@@ -127,7 +127,8 @@ def _name(value: str) -> str:
     return value
 
 
-def _secret(value: str) -> str:
+def secret_value(value: str) -> str:
+    """A password or token: anything but empty or control characters."""
     if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValueError("expected a non-empty value without control characters")
     return value
@@ -152,7 +153,7 @@ def _identity_version(value: str) -> str:
     return versions[value.lower()]
 
 
-def _file(value: str) -> str:
+def absolute_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("expected an absolute path")
     return value
@@ -161,17 +162,17 @@ def _file(value: str) -> str:
 _KEYS = {
     "url": _url,
     "auth": _auth,
-    "token": _secret,
+    "token": secret_value,
     "auth_url": _url,
     "username": _name,
-    "password": _secret,
+    "password": secret_value,
     "project_name": _name,
     "project_id": _project_id,
     "user_domain_name": _name,
     "project_domain_name": _name,
     "region_name": _name,
     "interface": _interface,
-    "ca_file": _file,
+    "ca_file": absolute_path,
     "timeout": timeout_seconds,
     "identity_api_version": _identity_version,
 }
