@@ -203,6 +203,9 @@ def test_a_deleted_logical_network_takes_its_quantum_network_once_no_port_is_lef
     port = neutron.api(
         "POST", "/v2.0/ports", {"port": {"network_id": network["id"], "project_id": project}}
     )["port"]
+    # A DHCP server's port, which Neutron deletes with the network, keeps nothing.
+    dhcp = {"network_id": network["id"], "project_id": project, "device_owner": "network:dhcp"}
+    neutron.api("POST", "/v2.0/ports", {"port": dhcp})
     engine.remove_network(logical)
     lines = _ok(sync())
     assert any(

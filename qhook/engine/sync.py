@@ -26,6 +26,9 @@ from qhook.vocabulary.properties import MTU
 
 OWNED = ("plugin", "q_network_id", MTU)
 NEW = "(new)"  # a dry run's id of a network it would make
+# Ports Quantum makes for itself and deletes with their network (a DHCP server's): they
+# do not keep a network whose logical network is gone.
+QUANTUMS_OWN = ("network:dhcp",)
 
 
 @dataclass
@@ -312,7 +315,11 @@ class SyncPass:
             if not self.options.dry_run:
                 self.records.drop(quantum_id)
             return
-        ports = list(self.quantum.list("ports", network_id=quantum_id))
+        ports = [
+            port
+            for port in self.quantum.list("ports", network_id=quantum_id)
+            if port.get("device_owner") not in QUANTUMS_OWN
+        ]
         if ports:
             shown = ", ".join(p["id"] for p in ports[:3]) + (", ..." if len(ports) > 3 else "")
             self._report(
