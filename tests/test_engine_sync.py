@@ -595,3 +595,36 @@ def test_two_syncs_never_run_at_once(engine, engine_settings, sync):
     assert _profile(engine, logical, name)["custom_properties"] == {}
     assert not engine_settings.state.exists()
     engine.remove_network(logical)
+
+
+def test_a_quantum_network_deleted_behind_the_syncs_back_is_made_again(
+    engine, neutron, settings, sync
+):
+    name = _name("gone")
+    logical = engine.add_network(name, engine.data_center)
+    _ok(sync())
+    (first,) = _quantum(neutron, name)
+    neutron.api("DELETE", f"/v2.0/networks/{first['id']}")
+    lines = _ok(sync())
+    assert f"Quantum network {first['id']} of {name} is gone from Quantum: making it again" in lines
+    (again,) = _quantum(neutron, name)
+    assert again["id"] != first["id"]
+    assert _profile(engine, logical, name)["custom_properties"]["q_network_id"] == again["id"]
+    records = json.loads(settings.state.read_text())["networks"]
+    assert first["id"] not in records and records[again["id"]]["ovirt_id"] == logical
+
+
+def test_a_second_data_centers_network_of_the_same_name_is_left_alone(
+    engine, neutron, settings, sync
+):
+    """Quantum network names are the logical networks' names: the second data center's
+    Q_ network of a name already synced is reported and gets nothing."""
+    name = _name("twice")
+    engine.add_network(name, engine.data_center)
+    _ok(sync())
+    other_dc = engine.add_data_center(f"Twice-{uuid.uuid4().hex[:6]}")
+    second = engine.add_network(name, other_dc)
+    lines = _ok(sync())
+    assert len(_quantum(neutron, name)) == 1
+    assert any(line.startswith(f"reported: {name} of data center Twice-") for line in lines), lines
+    assert _profile(engine, second, name)["custom_properties"] == {}
