@@ -9,12 +9,17 @@ import codecs
 import json
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from qhook.errors import QhookError, one_line
 
 DATABASE = "Open_vSwitch"
 _READ_SIZE = 65536
+# How a transaction fails when another client changed what it had read: one of its `wait`
+# operations (timeout 0) found the rows changed, or a row it refers to was deleted.
+CONFLICTS = frozenset({"timed out", "referential integrity violation"})
+ATTEMPTS = 5  # a step whose transaction conflicts runs at most this many times
+T = TypeVar("T")
 
 
 class OvsdbUnreachable(QhookError):
@@ -181,6 +186,18 @@ class Ovsdb:
     def fileno(self) -> int:
         return self._connect().fileno()
 
+    def has_message(self) -> bool:
+        """Whether a whole message already read from the socket waits here: select() on the
+        socket does not wake for it (a notification that came in one read with a reply)."""
+        text = self._text.lstrip()
+        if not text:
+            return False
+        try:
+            self._decoder.raw_decode(text)
+        except ValueError:
+            return False
+        return True
+
     def drain(self) -> None:
         """Read what has arrived without blocking: answer echoes, drop notifications."""
         sock = self._connect()
@@ -224,3 +241,20 @@ class Ovsdb:
                     f"{what}: {result['error']}: {one_line(str(details))}", str(result["error"])
                 )
         return results
+
+
+def retrying(step: Callable[[], T], what: str, on_retry: Callable[[str], None]) -> T:
+    """Run step (it reads rows, then transacts on what it read) again when its transaction
+    failed because another client changed those rows meanwhile: another VM's hook, or an
+    agent. At most ATTEMPTS runs, a few ms apart (the connection's deadline bounds them
+    too); on_retry is told each time why. Any other failure, or the last, is raised."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return step()
+        except OvsdbError as error:
+            if error.kind not in CONFLICTS or attempt == ATTEMPTS:
+                raise
+            on_retry(f"{what}: {error.kind}")
+            # Spread apart the clients that collided: 2-7 ms times the attempt.
+            time.sleep((0.002 + (time.monotonic_ns() % 5_000_000) / 1e9) * attempt)
+    raise AssertionError("unreachable")

@@ -74,6 +74,9 @@ def wait_until_wired(
             left = deadline - time.monotonic()
             if not pending or left <= 0:
                 return sorted(pending)
+            if db is not None and db.has_message():
+                db.drain()  # read with the rows' reply: the socket would not wake for it
+                continue
             readable, _, _ = select.select(sockets, [], [], left)
             for source in readable:
                 if source is db:
