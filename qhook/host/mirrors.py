@@ -10,7 +10,7 @@ mirror by itself. Only mirrors marked as ours are ever changed or removed.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Set
+from typing import Any, Callable, Dict, List, Sequence, Set
 
 from qhook.host import ovsdb
 from qhook.host.ovsports import OWNER_KEY, OWNER_VALUE
@@ -66,32 +66,46 @@ def find(db: ovsdb.Ovsdb) -> List[MirrorRow]:
     return found
 
 
-def network_ports(db: ovsdb.Ovsdb, networks: Sequence[str]) -> Dict[str, Dict[str, str]]:
-    """For each network, our ports on it: {network: {port name: Port uuid}}."""
-    operations: List[Dict[str, Any]] = []
-    for network in networks:
-        operations.append(
-            {
-                "op": "select",
-                "table": "Interface",
-                "where": [
-                    [
-                        "external_ids",
-                        "includes",
-                        ovsdb.ovs_map({OWNER_KEY: OWNER_VALUE, NETWORK_KEY: network}),
-                    ]
-                ],
-                "columns": ["name"],
-            }
-        )
+def _network_filter(network: str) -> List[Any]:
+    mark = {OWNER_KEY: OWNER_VALUE, NETWORK_KEY: network}
+    return [["external_ids", "includes", ovsdb.ovs_map(mark)]]
+
+
+def _network_interfaces(db: ovsdb.Ovsdb, networks: Sequence[str]) -> Dict[str, List[str]]:
+    """For each network, the names of our Interfaces on it."""
+    operations: List[Dict[str, Any]] = [
+        {"op": "select", "table": "Interface", "where": _network_filter(n), "columns": ["name"]}
+        for n in networks
+    ]
     results = db.transact(operations, "looking up the ports of a network") if operations else []
-    names = {
+    return {
         network: [row["name"] for row in result["rows"]]
         for network, result in zip(networks, results)
     }
+
+
+def network_ports(db: ovsdb.Ovsdb, networks: Sequence[str]) -> Dict[str, Dict[str, str]]:
+    """For each network, our ports on it: {network: {port name: Port uuid}}."""
+    return _with_port_uuids(db, _network_interfaces(db, networks))
+
+
+def _with_port_uuids(db: ovsdb.Ovsdb, names: Dict[str, List[str]]) -> Dict[str, Dict[str, str]]:
     every = sorted({name for found in names.values() for name in found})
     ports = _port_uuids(db, every)
     return {network: {n: ports[n] for n in found if n in ports} for network, found in names.items()}
+
+
+def _still(table: str, where: List[Any], names: Sequence[str]) -> Dict[str, Any]:
+    """A wait that fails if the rows `where` selects are no longer these (by name)."""
+    return {
+        "op": "wait",
+        "table": table,
+        "timeout": 0,
+        "until": "==",
+        "where": where,
+        "columns": ["name"],
+        "rows": [{"name": name} for name in sorted(set(names))],
+    }
 
 
 def _port_uuids(db: ovsdb.Ovsdb, names: Sequence[str]) -> Dict[str, str]:
@@ -115,14 +129,27 @@ class WantedMirror:
 
 
 def update(
-    db: ovsdb.Ovsdb, bridge: str, networks: Sequence[str], wanted: Sequence[WantedMirror]
+    db: ovsdb.Ovsdb,
+    bridge: str,
+    networks: Sequence[str],
+    wanted: Sequence[WantedMirror],
+    on_retry: Callable[[str], None] = lambda _: None,
 ) -> None:
     """Make the wanted mirrors, and have every mirror of these networks select all of
-    the network's ports (but its own output). One transaction."""
+    the network's ports (but its own output). One transaction, which holds only if the
+    networks' ports and mirrors are still those it read: a VM plugging or leaving beside
+    this one makes it run again (ovsdb.retrying), so no port misses a mirror."""
+    ovsdb.retrying(lambda: _update(db, bridge, networks, wanted), "mirroring", on_retry)
+
+
+def _update(
+    db: ovsdb.Ovsdb, bridge: str, networks: Sequence[str], wanted: Sequence[WantedMirror]
+) -> None:
     networks = sorted(set(networks) | {w.network for w in wanted})
     if not networks:
         return
-    ports = network_ports(db, networks)
+    names = _network_interfaces(db, networks)
+    ports = _with_port_uuids(db, names)
     existing = {m.name: m for m in find(db)}
     operations: List[Dict[str, Any]] = []
     for mirror in existing.values():
@@ -183,7 +210,16 @@ def update(
             }
         )
     if operations:
-        db.transact(operations, "mirroring the ports of " + ", ".join(networks))
+        read = [_still("Interface", _network_filter(n), names[n]) for n in networks]
+        read += [
+            _still(
+                "Mirror",
+                _network_filter(n),
+                [m.name for m in existing.values() if m.network == n],
+            )
+            for n in networks
+        ]
+        db.transact(read + operations, "mirroring the ports of " + ", ".join(networks))
 
 
 def forget_port(db: ovsdb.Ovsdb, port_uuid: str, network: str) -> None:

@@ -6,12 +6,12 @@ was; a failure half-way undoes what this run made.
 """
 
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from qhook import plugins
 from qhook.errors import QhookError
-from qhook.host import bindings, hybrid, links, mirrors, ovsports, tap, wiring
-from qhook.host.ovsdb import Ovsdb, OvsdbError
+from qhook.host import bindings, hybrid, links, mirrors, ovsports, state, tap, wiring
+from qhook.host.ovsdb import Ovsdb, OvsdbError, retrying
 from qhook.vocabulary.attachment import Attachment, Plugged
 from qhook.vocabulary.config import Config, OnTimeout, PlugMode
 from qhook.vocabulary.ids import HYBRID_NAME, TAP_NAME
@@ -188,7 +188,7 @@ def _mirror(db: Ovsdb, items: Sequence[Attachment], config: Config) -> None:
     ]
     networks = [i.network_id for i in items if i.network_id]
     if wanted or (networks and any(m.network in networks for m in mirrors.find(db))):
-        mirrors.update(db, config.ovs.integration_bridge, networks, wanted)
+        mirrors.update(db, config.ovs.integration_bridge, networks, wanted, _noting(config))
 
 
 def _wait_for_agents(items: Sequence[Attachment], done: Plugged, config: Config) -> None:
@@ -361,13 +361,9 @@ def remove_ours(
         try:
             with _ovsdb(config) as db:
                 mirrors.remove(db, names, vm_id)
-                rows = ovsports.find_ours(db, names, vm_id)
-                mine = [
-                    row
-                    for row in rows.values()
-                    if row.ours and row.external_ids.get("vm-uuid") == vm_id
-                ]
-                ovsports.remove(db, mine)
+                # The rows are read again if an agent changed one meanwhile (ovn-controller
+                # marks and unmarks ovn-installed): their removal holds only if unchanged.
+                retrying(lambda: _remove_rows(db, names, vm_id), "unplugging", _noting(config))
         except QhookError as error:
             problems.append(str(error))
     mine = []
@@ -386,6 +382,17 @@ def remove_ours(
     problems += links.delete_many(doomed, config.ovs.timeout)
     problems += hybrid.remove_named(devices, vm_id, config.ovs.timeout)
     return problems
+
+
+def _remove_rows(db: Ovsdb, names: Sequence[str], vm_id: str) -> None:
+    rows = ovsports.find_ours(db, names, vm_id)
+    mine = [row for row in rows.values() if row.ours and row.external_ids.get("vm-uuid") == vm_id]
+    ovsports.remove(db, mine)
+
+
+def _noting(config: Config) -> Callable[[str], None]:
+    """What tells root's notes that a transaction was run again, and why."""
+    return lambda reason: state.note_retry(config, reason)
 
 
 def _port_names_of(name: str) -> List[str]:

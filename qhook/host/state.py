@@ -18,7 +18,7 @@ import stat
 import time
 from typing import Any, Dict, Iterator, Optional, Set
 
-from qhook.errors import ConfigError, QhookError
+from qhook.errors import ConfigError, QhookError, one_line
 from qhook.host.trust import private_directory
 from qhook.vocabulary.config import Config
 
@@ -30,6 +30,9 @@ _SUFFIX = ".json"
 SUSPENDED = "suspended"  # after_vm_hibernate: saved to a file, it may come back
 LEFT = "left"  # after_vm_migrate_source: it runs on another host now
 EVENTS = (SUSPENDED, LEFT)
+# A line per OVSDB transaction run again after another's change made it fail: "when why".
+RETRIES_LOG = "ovsdb-retries.log"
+MAX_RETRIES_LOG = 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -185,3 +188,30 @@ def remember_binding(config: Config, url: str, binding: bool) -> None:
         _write(
             directory, "extensions.json", {"url": url, "binding": binding, "checked": time.time()}
         )
+
+
+def note_retry(config: Config, reason: str) -> None:
+    """Log that a transaction was run again, and why (best effort: appends are atomic, so
+    concurrent helpers need no lock; the log stops growing at MAX_RETRIES_LOG)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    with contextlib.suppress(OSError, ConfigError), _directory(config) as directory:
+        fd = os.open(RETRIES_LOG, flags, 0o600, dir_fd=directory)
+        try:
+            if os.fstat(fd).st_size < MAX_RETRIES_LOG:
+                os.write(fd, f"{int(time.time())} {one_line(reason)[:200]}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def retries(config: Config) -> Dict[str, int]:
+    """The transactions run again, by reason, as the log has them."""
+    counts: Dict[str, int] = {}
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    with contextlib.suppress(OSError), _directory(config) as directory:
+        fd = os.open(RETRIES_LOG, flags, dir_fd=directory)
+        with open(fd, "rb") as stream:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                for line in stream.read(MAX_RETRIES_LOG).decode(errors="replace").splitlines():
+                    reason = line.partition(" ")[2]
+                    counts[reason] = counts.get(reason, 0) + 1
+    return counts
