@@ -3,7 +3,9 @@
 figure prints."""
 
 import contextlib
+import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -15,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from qhook.lab.sandbox import OvsSandbox  # noqa: E402
+from qhook.vocabulary.ids import TAP_NAME  # noqa: E402
 from tools import bench_env  # noqa: E402
 
 
@@ -48,3 +51,42 @@ def bench_host(name: str, settings: str, hybrid_plug: str = "no") -> Iterator[Be
 def ms(values: List[float]) -> str:
     """Median and spread, in milliseconds."""
     return f"{statistics.median(values) * 1000:5.0f} ms (±{statistics.pstdev(values) * 1000:3.0f})"
+
+
+def make_foreign(ovs: OvsSandbox) -> Dict[str, str]:
+    """Objects on the host that are not ours (a tap, a port with an iface-id, a mirror of
+    everything, a QoS); their state, to compare at the end."""
+    ovs.in_netns("ip", "tuntap", "add", "dev", "fortap0", "mode", "tap")
+    ovs.vsctl(
+        *("add-port", "br-int", "forport0"),
+        *("--", "set", "Interface", "forport0", "external_ids:iface-id=foreign"),
+        *("--", "--id=@m", "create", "Mirror", "name=foreign-span", "select_all=true"),
+        *("--", "add", "Bridge", "br-int", "mirrors", "@m"),
+        *("--", "--id=@q", "create", "QoS", "type=linux-htb", "external_ids:owner=foreign"),
+        *("--", "set", "Port", "forport0", "qos=@q"),
+    )
+    return foreign_state(ovs)
+
+
+def foreign_state(ovs: OvsSandbox) -> Dict[str, str]:
+    """What make_foreign made, as it is now."""
+    return {
+        "tap": ovs.in_netns("ip", "-o", "link", "show", "fortap0").split(":")[1],
+        "port": ovs.vsctl("--columns=name,external_ids", "list", "Interface", "forport0"),
+        "mirror": ovs.vsctl(
+            "--columns=name,select_all,output_port", "list", "Mirror", "foreign-span"
+        ),
+        "qos": ovs.vsctl(
+            "--columns=type,external_ids", "find", "QoS", "external_ids:owner=foreign"
+        ),
+    }
+
+
+def leaks(ovs: OvsSandbox) -> List[str]:
+    """Taps, OVS ports and mirrors of ours still on the host."""
+    links = json.loads(ovs.in_netns("ip", "-j", "link"))
+    found = [f"tap {link['ifname']}" for link in links if TAP_NAME.fullmatch(link["ifname"])]
+    for table, kind in (("Interface", "port"), ("Mirror", "mirror")):
+        rows = ovs.vsctl("--columns=name", "find", table, "external_ids:vdsm-hook-quantum=owned")
+        found += [f"{kind} {name}" for name in re.findall(r'name\s*:\s*"?([\w-]+)', rows)]
+    return found

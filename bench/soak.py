@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from common import foreign_state, leaks, make_foreign  # noqa: E402
 from domains import openstacknet_properties, quantum_vm, seed_properties, to_bytes  # noqa: E402
 
 from qhook.lab.sandbox import OvsSandbox  # noqa: E402
@@ -78,67 +78,13 @@ class Host:
         )
 
     def foreign(self) -> Dict[str, str]:
-        """Make objects that are not ours; their state, to compare at the end."""
-        self.ovs.in_netns("ip", "tuntap", "add", "dev", "fortap0", "mode", "tap")
-        self.ovs.vsctl(
-            "add-port",
-            "br-int",
-            "forport0",
-            "--",
-            "set",
-            "Interface",
-            "forport0",
-            "external_ids:iface-id=foreign",
-            "--",
-            "--id=@m",
-            "create",
-            "Mirror",
-            "name=foreign-span",
-            "select_all=true",
-            "--",
-            "add",
-            "Bridge",
-            "br-int",
-            "mirrors",
-            "@m",
-            "--",
-            "--id=@q",
-            "create",
-            "QoS",
-            "type=linux-htb",
-            "external_ids:owner=foreign",
-            "--",
-            "set",
-            "Port",
-            "forport0",
-            "qos=@q",
-        )
-        return self.foreign_state()
+        return make_foreign(self.ovs)
 
     def foreign_state(self) -> Dict[str, str]:
-        return {
-            "tap": self.ovs.in_netns("ip", "-o", "link", "show", "fortap0").split(":")[1],
-            "port": self.ovs.vsctl("--columns=name,external_ids", "list", "Interface", "forport0"),
-            "mirror": self.ovs.vsctl(
-                "--columns=name,select_all,output_port", "list", "Mirror", "foreign-span"
-            ),
-            "qos": self.ovs.vsctl(
-                "--columns=type,external_ids", "find", "QoS", "external_ids:owner=foreign"
-            ),
-        }
+        return foreign_state(self.ovs)
 
     def leaks(self) -> List[str]:
-        links = json.loads(self.ovs.in_netns("ip", "-j", "link"))
-        found = [f"tap {link['ifname']}" for link in links if TAP_NAME.fullmatch(link["ifname"])]
-        rows = self.ovs.vsctl(
-            "--columns=name", "find", "Interface", "external_ids:vdsm-hook-quantum=owned"
-        )
-        found += [f"port {n}" for n in re.findall(r'name\s*:\s*"?([\w-]+)', rows)]
-        mirrors = self.ovs.vsctl(
-            "--columns=name", "find", "Mirror", "external_ids:vdsm-hook-quantum=owned"
-        )
-        found += [f"mirror {n}" for n in re.findall(r'name\s*:\s*"?([\w-]+)', mirrors)]
-        return [f"{self.name}: {leak}" for leak in found]
+        return [f"{self.name}: {leak}" for leak in leaks(self.ovs)]
 
     def stop(self) -> None:
         subprocess.run(["umount", "-l", str(self.disk)], check=False)

@@ -37,11 +37,15 @@ def _helper_script(site: Path, config: Path) -> str:
 
 @contextlib.contextmanager
 def installed_host(
-    connection: str, host_settings: str = "", extra_config: str = "", ovs_settings: str = ""
+    connection: str,
+    host_settings: str = "",
+    extra_config: str = "",
+    ovs_settings: str = "timeout = 5\n",
+    wiring_settings: str = "wait = no\n",
 ) -> Iterator[SimpleNamespace]:
     """The installed tree, its configuration naming this Open vSwitch (ovs_settings go into
-    [ovs], host_settings into [host], extra_config after), and the sudoers rule in place
-    until the end."""
+    [ovs], host_settings into [host], wiring_settings into [wiring], extra_config after),
+    and the sudoers rule in place until the end."""
     for tool in ("sudo", "visudo", "runuser"):
         require_tool(tool)
     try:
@@ -67,9 +71,9 @@ def installed_host(
     unlisted.write_text(_helper_script(site, config))
     unlisted.chmod(0o755)
     config.write_text(
-        f"[ovs]\nconnection = {connection}\ntimeout = 5\nhybrid_plug = no\n{ovs_settings}"
+        f"[ovs]\nconnection = {connection}\nhybrid_plug = no\n{ovs_settings}"
         f"[host]\nhelper = {helper}\n"
-        f"{host_settings}[wiring]\nwait = no\n{extra_config}"
+        f"{host_settings}[wiring]\n{wiring_settings}{extra_config}"
     )
     config.chmod(0o644)
     data = root / "data"

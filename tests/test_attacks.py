@@ -294,7 +294,7 @@ def test_a_foreign_port_with_the_vnics_ids_is_never_taken(host, ovs, where):
 @pytest.fixture(scope="module")
 def libvirt_host(ovs):
     """The same installed tree with [ovs] plug = libvirt: libvirt makes and plugs."""
-    with installed_host(ovs.connection, ovs_settings="plug = libvirt\n") as installed:
+    with installed_host(ovs.connection, ovs_settings="timeout = 5\nplug = libvirt\n") as installed:
         yield installed
 
 

@@ -275,6 +275,27 @@ class VdsmEmulator:
         runs.append(self.destroy_vm(running_xml, data_dir))
         return runs
 
+    def migrate_in(
+        self,
+        source_xml: bytes,
+        migrate: Optional[Callable[[], bytes]] = None,
+        data_dir: Optional[str] = None,
+    ) -> List[PointRun]:
+        """The destination side of a migration: before_device_migrate_destination per vNIC
+        with custom properties and before_vm_migrate_destination on the source's XML (their
+        output ignored, failures abort), the incoming migration (migrate() -> the running
+        domain's XML; else the source's), then after_vm_migrate_destination."""
+        domain = domxml.parse(source_xml, "domain XML").root
+        vm_id = domain.findtext("uuid")
+        runs = [
+            self.run_point("before_device_migrate_destination", device, properties, vm_id, data_dir)
+            for _, device, properties in self._custom_devices(domain)
+        ]
+        runs.append(self._vm_point("before_vm_migrate_destination", source_xml, data_dir))
+        running = migrate() if migrate is not None else source_xml
+        runs.append(self._vm_point("after_vm_migrate_destination", running, data_dir))
+        return runs
+
     def update_device(
         self,
         device_xml: bytes,
