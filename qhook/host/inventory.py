@@ -20,6 +20,8 @@ from qhook.vocabulary.config import Config
 from qhook.vocabulary.ids import tap_name_behind
 
 DEFAULT_GRACE = 120
+# How long a cleanup waits for ovs-vswitchd to apply the removal of the ports it removed.
+APPLY_BOUND = 60.0
 
 
 @dataclass
@@ -78,8 +80,10 @@ def survey(config: Config, grace: float = DEFAULT_GRACE) -> Tuple[List[Entry], O
         entry.vnic = entry.vnic or mark.get("vnic")
         entry.vm = entry.vm or mark.get("vm")
         entry.hybrid.append(name)
-        # libvirt's tap (libvirt plug mode) in the bridge: held while its QEMU runs.
-        entry.in_use = entry.in_use or (tap.state(tap_name) is not None and tap.held(tap_name))
+    # libvirt's tap (libvirt plug mode) in a hybrid bridge: held while its QEMU runs.
+    behind = [e.tap for e in entries.values() if e.hybrid and tap.state(e.tap) is not None]
+    for name in tap.held_among(behind):
+        entries[name].in_use = True
     problem = None
     rows: List[ovsports.PortRow] = []
     try:
@@ -140,8 +144,11 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
     done: List[str] = []
     doomed = []
     kept = set()
+    # Which taps a VM holds, looked at once for all: a look at every process's descriptors
+    # per tap made 10,000 stale taps take minutes.
+    holding = tap.held_among([e.tap for e in stale if tap.state(e.tap) is not None])
     for entry in stale:
-        held = tap.state(entry.tap) is not None and tap.held(entry.tap)
+        held = entry.tap in holding
         if held and (entry.device or entry.hybrid):
             done.append(f"kept tap {entry.tap}: a VM holds it now")
             kept.add(entry.tap)
@@ -174,6 +181,10 @@ def clean(config: Config, entries: List[Entry], dry_run: bool) -> List[str]:
             # A mirroring vNIC's mirror goes with its port.
             mirrors.remove_outputs(db, {r.name: r.external_ids.get("vm-uuid", "") for r in rows})
             ovsports.remove(db, rows)
+        # Return once ovs-vswitchd has let go of them too: at boot the VMs start right
+        # after, and 10,000 removals keep it busy half a minute, so their ports would wait.
+        if not ovsports.wait_applied(config.ovs.connection, APPLY_BOUND):
+            done.append(f"ovs-vswitchd had not applied the removals after {APPLY_BOUND:g} s")
         for entry in gone:
             why = entry.stale
             if entry.port == entry.tap and not entry.device and tap.state(entry.tap) is not None:

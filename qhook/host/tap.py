@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 from qhook.errors import QhookError, shown
 from qhook.host import links
@@ -103,17 +103,34 @@ def state(name: str) -> Optional[TapState]:
 
 
 def held(name: str) -> bool:
-    """Whether a process (QEMU) has the tap open. A tap that is up has a carrier exactly
-    while a queue is attached; for one that is down, every process's descriptors are
-    looked at (the tun driver names its device in fdinfo)."""
-    carrier = _read(os.path.join(SYS_NET, checked(name), "carrier"))
-    if carrier is not None:
-        return carrier == "1"
-    wanted = f"iff:\t{name}\n"
+    """Whether a process (QEMU) has the tap open."""
+    return name in held_among([name])
+
+
+def held_among(names: Sequence[str]) -> Set[str]:
+    """Those of these taps a process (QEMU) has open. A tap that is up has a carrier
+    exactly while a queue is attached; for those that are down, every process's
+    descriptors are looked at once (the tun driver names its device in fdinfo)."""
+    found, down = set(), set()
+    for name in names:
+        carrier = _read(os.path.join(SYS_NET, checked(name), "carrier"))
+        if carrier is None:
+            down.add(name)
+        elif carrier == "1":
+            found.add(name)
+    if down:
+        opened = _opened_tun_devices()
+        found |= down if opened is None else down & opened
+    return found
+
+
+def _opened_tun_devices() -> Optional[Set[str]]:
+    """The tun/tap devices some process has open; None if /proc cannot be read."""
     try:
         processes = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return True  # cannot tell: held, so nothing is taken from it
+        return None  # cannot tell: every tap is held, so nothing is taken from one
+    opened = set()
     for pid in processes:
         directory = f"/proc/{pid}/fdinfo"
         try:
@@ -122,9 +139,11 @@ def held(name: str) -> bool:
             continue
         for fd in descriptors:
             text = _read_raw(os.path.join(directory, fd))
-            if text is not None and wanted in text:
-                return True
-    return False
+            if text is not None and "iff:\t" in text:
+                opened.update(
+                    line[len("iff:\t") :] for line in text.splitlines() if line.startswith("iff:\t")
+                )
+    return opened
 
 
 def _read_raw(path: str) -> Optional[str]:
