@@ -7,6 +7,7 @@ transaction fail instead of being overwritten. A name someone else took meanwhil
 it fail too: Interface and Port names are unique indexes of the schema.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -356,3 +357,34 @@ def ours(db: ovsdb.Ovsdb) -> List[PortRow]:
     if unmarked:
         found.update({n: r for n, r in find(db, unmarked).items() if r.ours})
     return sorted(found.values(), key=lambda row: row.name)
+
+
+def wait_applied(connection: str, timeout: float) -> bool:
+    """Wait until ovs-vswitchd has applied the database as it is now (what `ovs-vsctl
+    --wait` waits for: next_cfg raised, cur_cfg caught up with it); False if it has not
+    within timeout (or Open vSwitch cannot be asked)."""
+    deadline = time.monotonic() + timeout
+    try:
+        with ovsdb.Ovsdb(connection, timeout) as db:
+            raised = db.transact(
+                [
+                    {
+                        "op": "mutate",
+                        "table": "Open_vSwitch",
+                        "where": [],
+                        "mutations": [["next_cfg", "+=", 1]],
+                    },
+                    {"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg"]},
+                ],
+                "asking ovs-vswitchd to say when it applied the changes",
+            )[1]["rows"]
+            target = raised[0]["next_cfg"] if raised else 0
+            applied = {"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["cur_cfg"]}
+            while time.monotonic() < deadline:
+                rows = db.transact([applied], "reading what ovs-vswitchd applied")[0]["rows"]
+                if rows and rows[0]["cur_cfg"] >= target:
+                    return True
+                time.sleep(0.1)
+    except QhookError:
+        return False
+    return False
