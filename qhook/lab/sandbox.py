@@ -46,7 +46,10 @@ def _spawn(
 
 
 def _stop(processes: Dict[str, subprocess.Popen], labels: List[str]) -> None:
-    """Stop these daemons by PID, in this order: SIGTERM, then SIGKILL after 10 s."""
+    """Stop these daemons by PID, in this order: SIGTERM, then SIGKILL after 10 s. One
+    that outlives even that (the kernel closing 10,000 sockets of an ovs-vswitchd takes
+    minutes) does not keep the others running: they are stopped, then it is named."""
+    lingering = []
     for label in labels:
         process = processes.pop(label, None)
         if process is None:
@@ -58,7 +61,12 @@ def _stop(processes: Dict[str, subprocess.Popen], labels: List[str]) -> None:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=10)
+            try:
+                process.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                lingering.append(f"{label} (PID {process.pid})")
+    if lingering:
+        raise SandboxError(f"still exiting after SIGKILL: {', '.join(lingering)}")
 
 
 def _in_namespace(pid: str, namespace: Optional[os.stat_result]) -> bool:
