@@ -109,14 +109,26 @@ def _still(table: str, where: List[Any], names: Sequence[str]) -> Dict[str, Any]
 
 
 def _port_uuids(db: ovsdb.Ovsdb, names: Sequence[str]) -> Dict[str, str]:
+    """The Port uuid of each of these ports of ours: one select of our Ports (a select by
+    name scans the table once per name: ~10 ms each beside 10,000 ports); by name only
+    those a Port without our mark holds (made by an older version of this package)."""
     if not names:
         return {}
-    operations = [
-        {"op": "select", "table": "Port", "where": [["name", "==", name]], "columns": ["_uuid"]}
-        for name in names
-    ]
-    results = db.transact(operations, "looking up ports")
-    return {name: r["rows"][0]["_uuid"][1] for name, r in zip(names, results) if r["rows"]}
+    wanted = set(names)
+    ours = db.transact(
+        [{"op": "select", "table": "Port", "where": _ours_filter(), "columns": ["_uuid", "name"]}],
+        "looking up our ports",
+    )[0]["rows"]
+    found = {row["name"]: row["_uuid"][1] for row in ours if row["name"] in wanted}
+    unmarked = sorted(wanted - set(found))
+    if unmarked:
+        operations = [
+            {"op": "select", "table": "Port", "where": [["name", "==", n]], "columns": ["_uuid"]}
+            for n in unmarked
+        ]
+        results = db.transact(operations, "looking up ports")
+        found.update({n: r["rows"][0]["_uuid"][1] for n, r in zip(unmarked, results) if r["rows"]})
+    return found
 
 
 @dataclass(frozen=True)

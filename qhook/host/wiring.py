@@ -64,8 +64,15 @@ def wait_until_wired(
             link_events.bind((0, RTMGRP_LINK))
             link_events.setblocking(False)
             sockets.append(link_events)
+        rows: Dict[str, ovsports.PortRow] = {}
         while True:
-            rows = ovsports.find(db, ovs_taps) if db is not None else {}
+            if db is not None:
+                # Rows found once are read again by uuid: a wake-up then costs ovsdb-server
+                # index lookups, not a scan of its table per name.
+                rows = ovsports.reread(db, rows)
+                lacking = [name for name in ovs_taps if name not in rows]
+                if lacking:
+                    rows.update(ovsports.find(db, lacking))
             pending = [
                 name
                 for name, plugin in wanted.items()
