@@ -10,9 +10,8 @@ hook wrote to stderr ends up in vdsm.log and in the error the user sees.
 import os
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional, TextIO
+from typing import Callable, List, Mapping, Optional, TextIO, Tuple
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, one_line
@@ -74,10 +73,28 @@ class HookContext:
             raise QhookError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+# tempfile.mkstemp's flags: a new file, never through a symbolic link.
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_CREATE_TRIES = 100
+
+
+def _create_temporary(directory: str) -> Tuple[int, str]:
+    """A new file of a random name in directory, readable by its owner only (mode 0600),
+    made as tempfile.mkstemp makes one: tempfile itself (shutil, random and what they
+    import) would cost every device hook more than the rest of its imports."""
+    for _ in range(_CREATE_TRIES):
+        name = os.path.join(directory, ".qhook-" + os.urandom(6).hex())
+        try:
+            return os.open(name, _CREATE_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
 def _replace_file(path: str, data: bytes) -> None:
     mode = stat.S_IMODE(os.stat(path).st_mode)
     try:
-        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".qhook-")
+        fd, temporary = _create_temporary(os.path.dirname(path) or ".")
     except OSError:
         with open(path, "r+b") as stream:  # directory not writable: rewrite in place
             stream.write(data)
