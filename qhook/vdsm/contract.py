@@ -11,11 +11,13 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, TextIO, Tuple
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, one_line
-from qhook.vocabulary.config import Config, load_config
+
+if TYPE_CHECKING:
+    from qhook.vocabulary.config import Config
 
 DOMXML_VARIABLE = "_hook_domxml"
 JSON_VARIABLE = "_hook_json"
@@ -32,15 +34,18 @@ class HookContext:
     point: str
     env: Mapping[str, str]
     warnings: List[str] = field(default_factory=list)
-    _config: Optional[Config] = field(default=None, repr=False)
+    _config: Optional["Config"] = field(default=None, repr=False)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
     @property
-    def config(self) -> Config:
-        """The configuration, read on first use: a VM without Quantum vNICs never needs it."""
+    def config(self) -> "Config":
+        """The configuration, read on first use: a VM without Quantum vNICs never needs it,
+        nor loads its module (and configparser)."""
         if self._config is None:
+            from qhook.vocabulary.config import load_config
+
             self._config, warnings = load_config(self.env)
             self.warnings.extend(warnings)
         return self._config

@@ -9,7 +9,6 @@ from qhook.errors import PropertyError, QhookError, shown
 from qhook.vdsm import domxml
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
-from qhook.vocabulary.config import PlugMode
 from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu
 
 VnicInterface = Tuple[domxml.Element, QuantumVnic]
@@ -145,6 +144,8 @@ def mirroring(
     domain: Optional[domxml.Element], vnics: List[VnicInterface], context: HookContext
 ) -> Set[str]:
     """The MACs of the Quantum vNICs with port mirroring; refuse what cannot mirror."""
+    from qhook.vocabulary.config import PlugMode  # not on a device hook's path
+
     wanted = domxml.port_mirroring(domain) if domain is not None else {}
     macs: Set[str] = set()
     for _, vnic in vnics:
