@@ -14,8 +14,9 @@ below that names it (the module's name, then its openstacknet plugin_type values
 
 import enum
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional, Protocol, Tuple
+
+from qhook.vocabulary.value import Frozen
 
 if TYPE_CHECKING:
     from qhook.vocabulary.config import OvsConfig, PlugMode
@@ -55,15 +56,25 @@ class Watch(enum.Enum):
     LINK = "link"
 
 
-@dataclass(frozen=True)
-class InterfaceSpec:
+class InterfaceSpec(Frozen):
     """The host side of a rewritten <interface>; everything else in it stays."""
 
+    FIELDS = ("type", "target_dev", "target_managed", "source_bridge", "ovs_interface_id")
     type: str
     target_dev: str
-    target_managed: Optional[str] = None
-    source_bridge: Optional[str] = None
-    ovs_interface_id: Optional[str] = None
+    target_managed: Optional[str]
+    source_bridge: Optional[str]
+    ovs_interface_id: Optional[str]
+
+    def __init__(
+        self,
+        type: str,
+        target_dev: str,
+        target_managed: Optional[str] = None,
+        source_bridge: Optional[str] = None,
+        ovs_interface_id: Optional[str] = None,
+    ) -> None:
+        self._init(type, target_dev, target_managed, source_bridge, ovs_interface_id)
 
 
 class HostFacts:

@@ -10,7 +10,6 @@ hook wrote to stderr ends up in vdsm.log and in the error the user sees.
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, TextIO, Tuple
 
 from qhook import PROGRAM
@@ -27,14 +26,24 @@ EXIT_OK = 0
 EXIT_FAILED = 2
 
 
-@dataclass
 class HookContext:
-    """What one hook run knows: its point, the environment VDSM gave, the configuration."""
+    """What one hook run knows: its point, the environment VDSM gave, the configuration.
+    (A plain class: dataclasses is no import for a device hook to pay.)"""
 
-    point: str
-    env: Mapping[str, str]
-    warnings: List[str] = field(default_factory=list)
-    _config: Optional["Config"] = field(default=None, repr=False)
+    def __init__(
+        self,
+        point: str,
+        env: Mapping[str, str],
+        warnings: Optional[List[str]] = None,
+        _config: Optional["Config"] = None,
+    ) -> None:
+        self.point = point
+        self.env = env
+        self.warnings: List[str] = [] if warnings is None else warnings
+        self._config = _config
+
+    def __repr__(self) -> str:
+        return f"HookContext(point={self.point!r}, env={self.env!r}, warnings={self.warnings!r})"
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

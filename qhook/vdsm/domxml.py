@@ -6,7 +6,6 @@ DOCTYPE is refused before the parser sees it (libvirt and VDSM never write one).
 """
 
 import re
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
 
 from lxml import etree
@@ -41,12 +40,17 @@ _PARSER = etree.XMLParser(
 )
 
 
-@dataclass
 class Document:
     """A parsed XML document and how to write it back."""
 
-    tree: etree._ElementTree
-    declaration: bool
+    __slots__ = ("declaration", "tree")
+
+    def __init__(self, tree: etree._ElementTree, declaration: bool) -> None:
+        self.tree = tree
+        self.declaration = declaration
+
+    def __repr__(self) -> str:
+        return f"Document(tree={self.tree!r}, declaration={self.declaration!r})"
 
     @property
     def root(self) -> Element:
