@@ -7,15 +7,19 @@ Exit 0 is success; exit 2 is an error that stops the remaining hooks, and what t
 hook wrote to stderr ends up in vdsm.log and in the error the user sees.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, TextIO, Tuple
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, one_line
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
 if TYPE_CHECKING:
+    from typing import Callable, List, Mapping, Optional, TextIO, Tuple
+
     from qhook.vocabulary.config import Config
 
 DOMXML_VARIABLE = "_hook_domxml"
@@ -35,7 +39,7 @@ class HookContext:
         point: str,
         env: Mapping[str, str],
         warnings: Optional[List[str]] = None,
-        _config: Optional["Config"] = None,
+        _config: Optional[Config] = None,
     ) -> None:
         self.point = point
         self.env = env
@@ -49,7 +53,7 @@ class HookContext:
         self.warnings.append(message)
 
     @property
-    def config(self) -> "Config":
+    def config(self) -> Config:
         """The configuration, read on first use: a VM without Quantum vNICs never needs it,
         nor loads its module (and configparser)."""
         if self._config is None:

@@ -11,8 +11,9 @@ Two property forms are understood:
   EXTERNAL_NETWORK), ``plugin_type`` and ``vnic_id`` (the id used on the host).
 """
 
+from __future__ import annotations
+
 import enum
-from typing import Mapping, Optional
 
 from qhook import plugins
 from qhook.errors import PropertyError, shown
@@ -28,6 +29,10 @@ from qhook.vocabulary.properties import (
     VNIC_ID,
 )
 from qhook.vocabulary.value import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 SEED_PLUGINS = {plugin.value: plugin for plugin in plugins.SEED_PLUGINS}
 OPENSTACKNET_PLUGINS = {name: plugin for plugin in Plugin for name in plugin.openstacknet}
@@ -91,14 +96,14 @@ class QuantumVnic(Frozen):
         """A port on demand whose port is not known yet."""
         return self.on_demand and not self.host_id
 
-    def with_port(self, port_id: str, plugin: Optional[Plugin] = None) -> "QuantumVnic":
+    def with_port(self, port_id: str, plugin: Optional[Plugin] = None) -> QuantumVnic:
         """This vNIC on the port found or made for it (plugged by `plugin`, if its
         binding says)."""
         port_id = normalise_uuid(port_id, "port id")
         vnic = self.replace(host_id=port_id, port_id=port_id)
         return vnic if plugin is None else vnic.plugged_by(plugin)
 
-    def plugged_by(self, plugin: Plugin) -> "QuantumVnic":
+    def plugged_by(self, plugin: Plugin) -> QuantumVnic:
         """This vNIC as the host decided to plug it."""
         return self.replace(plugin=plugin, plugin_decided=True)
 

@@ -2,7 +2,7 @@
 """The Quantum vNICs of a domain or a device: found by their properties, checked, and
 rewritten as their plugin says."""
 
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from __future__ import annotations
 
 from qhook import plugins
 from qhook.errors import PropertyError, QhookError, shown
@@ -11,7 +11,11 @@ from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
 from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu
 
-VnicInterface = Tuple[domxml.Element, QuantumVnic]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+    VnicInterface = Tuple[domxml.Element, QuantumVnic]
 
 
 def _label(interface: domxml.Element) -> str:

@@ -3,10 +3,15 @@
 names a vNIC's tap after its host id. The hooks apply them to what the engine says; the
 helper applies them again to what the hooks say, and to what it reads back."""
 
+from __future__ import annotations
+
 import re
-from typing import Optional, Tuple
 
 from qhook.errors import PropertyError, shown
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 TAP_PREFIX = "tap"
 ID_CHARS_IN_NAME = 11

@@ -3,7 +3,11 @@
 written once by hand. dataclasses (with inspect and the code it generates and compiles
 for each class) would cost every device hook more than the rest of its own code."""
 
-from typing import Any, Tuple
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Tuple
 
 
 class Frozen:
