@@ -21,8 +21,9 @@ PATH_VARIABLE = "QHOOK_CONFIG"
 
 MAX_TIMEOUT = 3600.0
 
-_BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
-_CONNECTION = re.compile(
+# Patterns compiled when a file sets the key (re's cache), not at every hook's import.
+_BRIDGE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
+_CONNECTION = (
     r"unix:/[^\x00-\x1f]*"
     r"|tcp:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
 )
@@ -118,13 +119,13 @@ Config = _settings(
 
 
 def _connection(value: str) -> str:
-    if not _CONNECTION.fullmatch(value):
+    if not re.fullmatch(_CONNECTION, value):
         raise ValueError("expected unix:/PATH or tcp:HOST:PORT")
     return value
 
 
 def _bridge(value: str) -> str:
-    if not _BRIDGE_NAME.fullmatch(value):
+    if not re.fullmatch(_BRIDGE_NAME, value):
         raise ValueError("expected 1 to 15 letters, digits, '_', '.' or '-'")
     return value
 
