@@ -9,7 +9,8 @@ from qhook.errors import PropertyError, QhookError, shown
 from qhook.vdsm import domxml
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
-from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu
+from qhook.vocabulary import ids
+from qhook.vocabulary.ids import normalise_mac, normalise_uuid, parse_mtu
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def mirroring(
 def rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
     """Targets named as this package names taps, metadata or not (only ours get removed)."""
     targets = (domxml.interface_target(interface) for interface in interfaces)
-    return [target for target in targets if target and TAP_NAME.fullmatch(target)]
+    return [target for target in targets if target and ids.TAP_NAME.fullmatch(target)]
 
 
 def note_for_ports_on_demand(context: HookContext, event: str) -> None:
