@@ -1,10 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The configuration file: defaults, values, warnings for what a later version may add."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from qhook.errors import ConfigError
@@ -14,13 +10,8 @@ from qhook.vocabulary.config import (
     OvsConfig,
     PlugMode,
     WiringConfig,
-    config_from,
     load_config,
-    read_ini,
 )
-from tools import REPO
-
-PACKAGED = REPO / "packaging" / "quantum.conf"
 
 
 def _load(tmp_path, text):
@@ -106,66 +97,3 @@ def test_bad_values_are_errors(tmp_path, text):
 def test_unreadable_path_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config({"QHOOK_CONFIG": str(tmp_path)})
-
-
-def _configparsers_reading(path):
-    """What configparser makes of the file (read_ini never takes load_config's shortcut),
-    or the error's text."""
-    try:
-        parser, found = read_ini(str(path))
-        assert found
-        return config_from(parser, str(path))
-    except ConfigError as error:
-        return str(error)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        PACKAGED.read_bytes(),
-        PACKAGED.read_bytes().replace(b"#plug = hook", b"plug = libvirt"),
-        b"",
-        b"\n \t\n\x0c\n",
-        b"# only comments\n  ; and these\n#[neutron]\n",
-        b"[ovs]\n[wiring]\n[host]\n[on_demand]\n[quantum]\n",
-        b"  [ovs]\r\n\t# indented\r\n[wiring]\r[host]\n",
-        b"[ovs]\n[ovs]\n",
-        b"[ovs]\n#\n[wiring]\n\n[ovs]\n",
-        b"[DEFAULT]\n[ovs]\n",
-        b"[neutron]\n",
-        b"[OVS]\n",
-        b"[ovs] # a comment after the header\n",
-        b"[ovs]]\n",
-        b"\xef\xbb\xbf[ovs]\n",
-        b"# no section\nplug = hook\n",
-        b"[ovs]\n# fine so far\n\xff\n",
-        b"[ovs]\n[wiring\n",
-    ],
-)
-def test_a_file_that_sets_nothing_is_read_as_configparser_reads_it(tmp_path, data):
-    """load_config does not need configparser for a file of comments and empty known
-    sections (the packaged one); what it returns is what configparser's reading gives."""
-    path = tmp_path / "quantum.conf"
-    path.write_bytes(data)
-    try:
-        ours = load_config({"QHOOK_CONFIG": str(path)})
-    except ConfigError as error:
-        ours = str(error)
-    assert ours == _configparsers_reading(path)
-
-
-def test_the_packaged_file_is_read_without_configparser(tmp_path):
-    code = (
-        "import sys; from qhook.vocabulary.config import load_config; "
-        f"config, warnings = load_config({{'QHOOK_CONFIG': {str(PACKAGED)!r}}}); "
-        "print(config.source, warnings, 'configparser' in sys.modules)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    assert done.stdout == f"{PACKAGED} [] False\n"

@@ -4,9 +4,8 @@ The hooks read it as vdsm; root reads its own copy only as qhook.host.trust allo
 
 from __future__ import annotations
 
+import configparser
 import enum
-import io
-import itertools
 import math
 import re
 from collections import namedtuple
@@ -15,8 +14,7 @@ from qhook.errors import ConfigError, one_line, shown
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
 if TYPE_CHECKING:
-    import configparser
-    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 DEFAULT_PATH = "/etc/vdsm/quantum.conf"
 PATH_VARIABLE = "QHOOK_CONFIG"
@@ -236,75 +234,37 @@ def config_path(env: Mapping[str, str]) -> str:
     return env.get(PATH_VARIABLE) or DEFAULT_PATH
 
 
-def _parsed(lines: Iterable[str], path: str) -> configparser.ConfigParser:
-    """The ini file of these lines, as configparser reads it; ConfigError for bad syntax."""
-    import configparser  # here: load_config reads a file that sets nothing without it
-
-    parser = configparser.ConfigParser(interpolation=None, empty_lines_in_values=False)
-    try:
-        parser.read_file(lines, source=path)
-    except configparser.Error as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{path} is malformed: {one_line(first)}") from None
-    return parser
-
-
 def read_ini(path: str, data: Optional[bytes] = None) -> Tuple[configparser.ConfigParser, bool]:
     """The ini file at path (or its contents, already read); (parser, whether it exists)."""
+    parser = configparser.ConfigParser(interpolation=None, empty_lines_in_values=False)
     try:
         if data is None:
             with open(path, encoding="utf-8") as stream:
-                return _parsed(stream, path), True
-        return _parsed(io.StringIO(data.decode("utf-8")), path), True
+                parser.read_file(stream, source=path)
+        else:
+            parser.read_string(data.decode("utf-8"), source=path)
     except FileNotFoundError:
-        return _parsed((), path), False
+        return parser, False
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read {path}: {one_line(str(error))}") from None
-
-
-# What a line of a file that sets nothing may be, beside blank or a comment.
-_EMPTY_SECTIONS = frozenset(f"[{name}]" for name in (*_SECTIONS, *ENGINE_SECTIONS))
-
-
-def _sets_nothing(stream: Iterable[str], read: List[str]) -> bool:
-    """Whether every line is blank, a comment (# or ;) or the header of a known section,
-    each header once: the packaged file, every setting commented out. configparser finds
-    no setting, no unknown section and no error in such a file, so it need not read it
-    (importing it cost a Quantum vNIC's device hook nearly a third of what it ran beyond
-    importing lxml). The lines read are appended to read, for configparser when the
-    answer is no."""
-    headers = set()
-    for line in stream:
-        read.append(line)
-        text = line.strip()
-        if not text or text.startswith(("#", ";")):
-            continue
-        if text not in _EMPTY_SECTIONS or text in headers:
-            return False
-        headers.add(text)
-    return True
+    except configparser.Error as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path} is malformed: {one_line(first)}") from None
+    return parser, True
 
 
 def load_config(env: Mapping[str, str]) -> Tuple[Config, List[str]]:
     """Read the configuration; return it with warnings about ignored sections and keys.
 
     A missing default file means the defaults; a file named by $QHOOK_CONFIG must exist.
-    Bad syntax or a bad value raise ConfigError. The result is config_from(read_ini()),
-    without configparser for a file that sets nothing.
+    Bad syntax or a bad value raise ConfigError.
     """
     path = config_path(env)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            read: List[str] = []
-            if _sets_nothing(stream, read):
-                return Config(source=path), []
-            parser = _parsed(itertools.chain(read, stream), path)
-    except FileNotFoundError:
+    parser, found = read_ini(path)
+    if not found:
         if env.get(PATH_VARIABLE):
-            raise ConfigError(missing_named_file(path)) from None
+            raise ConfigError(missing_named_file(path))
         return Config(), []
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read {path}: {one_line(str(error))}") from None
     return config_from(parser, path)
 
 
