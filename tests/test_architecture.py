@@ -5,11 +5,16 @@ and no import cycle in qhook. An import that crosses the trust boundary the wron
 fails here, naming the module and the import."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 import pytest
+from domains import new_id, quantum_vm, seed_properties
+from lxml import etree
 
 from tools import REPO
 
@@ -203,3 +208,88 @@ def test_no_module_outside_the_plugins_branches_on_a_plugin():
         if member.search(text)
     ]
     assert named == []
+
+
+# VDSM runs before_device_create once per vNIC at every VM start; for a device with
+# nothing to plug, its whole process should cost little more than importing lxml. These
+# modules each cost it a measurable share (callgrind) and it uses none of them: the
+# helper's schema and json, root work, dataclasses (and inspect's code generation),
+# typing and tempfile (shutil, random).
+NOT_FOR_A_DEVICE = {
+    "dataclasses",
+    "json",
+    "qhook.vdsm.helper_client",
+    "qhook.vdsm.plugging",
+    "qhook.vocabulary.attachment",
+    "qhook.vocabulary.schema",
+    "random",
+    "shutil",
+    "subprocess",
+    "tempfile",
+    "typing",
+}
+# What a device that is not a Quantum vNIC does not load either: it reads no configuration.
+NOT_FOR_ANOTHER_DEVICE = {"qhook.vocabulary.config", "configparser"}
+
+# Run a hook script as its interpreter would, then print what it loaded beyond what the
+# interpreter itself had loaded before it, and what importing lxml.etree alone loads
+# (lxml 5 and later import typing themselves; EL9's 4.6 does not).
+_LOADED_BY = """
+import sys
+before = set(sys.modules)
+path = sys.argv[1]
+with open(path) as script:
+    code = compile(script.read(), path, "exec")
+try:
+    exec(code, {"__name__": "__main__", "__file__": path})
+except SystemExit as end:
+    status = end.code
+print(repr((status, sorted(set(sys.modules) - before))))
+"""
+_LOADED_BY_LXML = """
+import sys
+before = set(sys.modules)
+import lxml.etree
+print(repr(sorted(set(sys.modules) - before)))
+"""
+
+
+def _device_hook_loads(tmp_path: Path, device: bytes, properties: Dict[str, str]) -> Set[str]:
+    data = tmp_path / "device.xml"
+    data.write_bytes(device)
+    env = {k: v for k, v in os.environ.items() if k not in ("QHOOK_CONFIG", "vmId")}
+    env.update(properties, PYTHONPATH=str(REPO), _hook_domxml=str(data))
+    env["QHOOK_CONFIG"] = str(REPO / "packaging" / "quantum.conf")
+    script = REPO / "hooks" / "before_device_create" / "50_quantum"
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_BY, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    status, loaded = ast.literal_eval(done.stdout.splitlines()[-1])
+    assert (status, done.stderr) == (0, "")
+    assert "qhook.vdsm.points.start" in loaded  # this checkout's hook ran
+    lxml = subprocess.run(
+        [sys.executable, "-c", _LOADED_BY_LXML], capture_output=True, text=True, check=True
+    )
+    return set(loaded) - set(ast.literal_eval(lxml.stdout))
+
+
+def test_a_quantum_vnics_device_hook_loads_only_what_it_uses(tmp_path):
+    domain = quantum_vm([seed_properties("openvswitch")])
+    interface = domain.find("devices/interface")
+    interface.tail = None
+    properties = dict(seed_properties("openvswitch"), vmId=new_id())
+    loaded = _device_hook_loads(tmp_path, etree.tostring(interface), properties)
+    assert b'type="ethernet"' in (tmp_path / "device.xml").read_bytes()  # rewritten
+    assert "qhook.vocabulary.config" in loaded
+    assert sorted(loaded & NOT_FOR_A_DEVICE) == []
+
+
+def test_another_devices_hook_loads_only_what_it_uses(tmp_path):
+    device = b'<interface type="bridge"><mac address="00:1a:4a:16:01:57"/></interface>'
+    loaded = _device_hook_loads(tmp_path, device, {"vmId": new_id()})
+    assert sorted(loaded & (NOT_FOR_A_DEVICE | NOT_FOR_ANOTHER_DEVICE)) == []

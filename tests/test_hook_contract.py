@@ -8,6 +8,7 @@ import pytest
 from domains import EXAMPLE, load_fixture, seed_properties, set_vnic_properties, to_bytes
 from lxml import etree
 
+from qhook.vdsm import contract
 from qhook.vdsm.contract import run
 from tools import ERROR_PREFIX
 
@@ -108,3 +109,17 @@ def test_a_bug_ends_in_one_line_not_a_traceback(tmp_path):
     assert err.getvalue() == (
         "vdsm-hook-quantum: before_vm_start: internal error: KeyError: 'boom\\nsecond line'\n"
     )
+
+
+def test_the_temporary_file_is_new_private_and_of_its_own_name(tmp_path):
+    """What write_data writes first: as tempfile.mkstemp would make it (without tempfile)."""
+    made = []
+    for _ in range(3):
+        fd, name = contract._create_temporary(str(tmp_path))
+        os.close(fd)
+        made.append(name)
+    assert len(set(made)) == 3
+    for name in made:
+        assert os.path.dirname(name) == str(tmp_path)
+        assert os.path.basename(name).startswith(".qhook-")
+        assert oct(os.stat(name).st_mode & 0o777) == "0o600"

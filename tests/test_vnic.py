@@ -4,7 +4,7 @@
 import pytest
 
 from qhook.errors import PropertyError
-from qhook.plugins import SEED_PLUGINS
+from qhook.plugins import SEED_PLUGINS, InterfaceSpec
 from qhook.vdsm.vnic import Plugin, PropertyForm, parse_vnic
 
 NET = "3B0C4E7A-9D2F-4C61-8A5E-0F1D2C3B4A59"
@@ -119,3 +119,28 @@ def test_error_values_are_shortened_and_escaped():
     text = str(raised.value)
     assert "\n" not in text and "'x\\nx\\nx" in text and "(200 characters)" in text
     assert text.isascii()
+
+
+def test_a_vnic_is_a_frozen_value():
+    """QuantumVnic (and InterfaceSpec) behave as the frozen dataclasses they were."""
+    properties = {"plugin": "openvswitch", "q_network_id": NET, "q_port_id": PORT}
+    vnic = parse_vnic(properties, MAC)
+    same = parse_vnic(dict(properties), MAC.lower())
+    assert vnic == same and hash(vnic) == hash(same) and len({vnic, same}) == 1
+    assert vnic != vnic.with_port(ATTACHMENT) and vnic != (vnic.mac,)
+    assert repr(vnic).startswith(f"QuantumVnic(mac={MAC.lower()!r}, plugin=<Plugin.OPENVSWITCH")
+    assert repr(vnic).endswith("mtu=None, on_demand=False, plugin_decided=False)")
+    with pytest.raises(AttributeError, match="cannot assign to field 'mtu'"):
+        vnic.mtu = 1400
+    with pytest.raises(AttributeError, match="cannot delete field 'mac'"):
+        del vnic.mac
+    changed = vnic.replace(mtu=1400)
+    assert (changed.mtu, vnic.mtu, changed.mac) == (1400, None, vnic.mac)
+    with pytest.raises(TypeError):
+        vnic.replace(colour="red")
+    spec = InterfaceSpec(type="ethernet", target_dev="tap8e5f2a1c-4b", target_managed="no")
+    assert spec == InterfaceSpec("ethernet", "tap8e5f2a1c-4b", "no")
+    assert repr(spec) == (
+        "InterfaceSpec(type='ethernet', target_dev='tap8e5f2a1c-4b', target_managed='no', "
+        "source_bridge=None, ovs_interface_id=None)"
+    )

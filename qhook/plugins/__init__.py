@@ -12,12 +12,17 @@ Adding a plugin is a module here whose PLUGIN is a VnicPlugin, and one member of
 below that names it (the module's name, then its openstacknet plugin_type values).
 """
 
+from __future__ import annotations
+
 import enum
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Optional, Protocol, Tuple
 
+from qhook.vocabulary.value import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
 if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Protocol, Tuple
+
     from qhook.vocabulary.config import OvsConfig, PlugMode
 
 
@@ -33,7 +38,7 @@ class Plugin(enum.Enum):
     OVN = ("ovn", ("OPENSTACK_OVN", "OVIRT_PROVIDER_OVN"))
     OVS_HYBRID = ("openvswitch_hybrid", (), False)
 
-    def __new__(cls, name: str, openstacknet: Tuple[str, ...], seed: bool = True) -> "Plugin":
+    def __new__(cls, name: str, openstacknet: Tuple[str, ...], seed: bool = True) -> Plugin:
         member = object.__new__(cls)
         member._value_ = name
         member.openstacknet = openstacknet
@@ -55,15 +60,25 @@ class Watch(enum.Enum):
     LINK = "link"
 
 
-@dataclass(frozen=True)
-class InterfaceSpec:
+class InterfaceSpec(Frozen):
     """The host side of a rewritten <interface>; everything else in it stays."""
 
+    FIELDS = ("type", "target_dev", "target_managed", "source_bridge", "ovs_interface_id")
     type: str
     target_dev: str
-    target_managed: Optional[str] = None
-    source_bridge: Optional[str] = None
-    ovs_interface_id: Optional[str] = None
+    target_managed: Optional[str]
+    source_bridge: Optional[str]
+    ovs_interface_id: Optional[str]
+
+    def __init__(
+        self,
+        type: str,
+        target_dev: str,
+        target_managed: Optional[str] = None,
+        source_bridge: Optional[str] = None,
+        ovs_interface_id: Optional[str] = None,
+    ) -> None:
+        self._init(type, target_dev, target_managed, source_bridge, ovs_interface_id)
 
 
 class HostFacts:
@@ -108,20 +123,20 @@ class VnicPlugin:
         """The name of the vNIC's port on the integration bridge."""
         return tap_name
 
-    def hook_adds_port(self, plug: "PlugMode") -> bool:
+    def hook_adds_port(self, plug: PlugMode) -> bool:
         """Whether the hook adds the vNIC's integration-bridge port (else libvirt does, or
         there is none)."""
         return self.on_integration_bridge and self.hook_makes_tap(plug)
 
-    def interface(self, tap_name: str, host_id: str, ovs: "OvsConfig") -> InterfaceSpec:
+    def interface(self, tap_name: str, host_id: str, ovs: OvsConfig) -> InterfaceSpec:
         """What the vNIC's <interface> says of the host side."""
         raise NotImplementedError
 
-    def hook_makes_tap(self, plug: "PlugMode") -> bool:
+    def hook_makes_tap(self, plug: PlugMode) -> bool:
         """Whether the hook makes the tap (else libvirt makes and plugs it)."""
         raise NotImplementedError
 
-    def wired(self, port: Optional["PortView"], linked: bool, network: Optional[str]) -> bool:
+    def wired(self, port: Optional[PortView], linked: bool, network: Optional[str]) -> bool:
         """Whether the agent has wired the vNIC: its rows (watch OVSDB), or whether its tap
         has a master (watch LINK); network, the Quantum network it must be wired for."""
         raise NotImplementedError
@@ -157,7 +172,7 @@ def hybrid_plugin() -> VnicPlugin:
     return of(Plugin.OVS_HYBRID)
 
 
-def wired_on_the_bridge(port: "PortView") -> bool:
+def wired_on_the_bridge(port: PortView) -> bool:
     """Whether any plugin of the integration bridge would call this port wired (for a
     listing, where the vNIC's plugin is not known)."""
     bridged = (of(p) for p in Plugin)

@@ -7,18 +7,21 @@ Wired: the agent has given the Port its local VLAN tag (not the dead 4095) and
 `other_config:net_uuid` (for the network named, after a move), or ovn-controller has
 marked the Interface `ovn-installed` (a Neutron whose backend is OVN)."""
 
-from typing import TYPE_CHECKING, Optional
+from __future__ import annotations
 
 from qhook.plugins import HostFacts, InterfaceSpec, Plugin, VnicPlugin, Watch
 from qhook.vocabulary.config import OvsConfig, PlugMode
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
 if TYPE_CHECKING:
+    from typing import Optional
+
     from qhook.plugins import PortView
 
 DEAD_VLAN = 4095
 
 
-def wired_on_the_integration_bridge(port: Optional["PortView"], network: Optional[str]) -> bool:
+def wired_on_the_integration_bridge(port: Optional[PortView], network: Optional[str]) -> bool:
     """ovn-controller installed its flows, or the OVS agent tagged the port (for network)."""
     if port is None:
         return False
@@ -50,7 +53,7 @@ class OpenvswitchPlugin(VnicPlugin):
     def hook_makes_tap(self, plug: PlugMode) -> bool:
         return plug is PlugMode.HOOK
 
-    def wired(self, port: Optional["PortView"], linked: bool, network: Optional[str]) -> bool:
+    def wired(self, port: Optional[PortView], linked: bool, network: Optional[str]) -> bool:
         return wired_on_the_integration_bridge(port, network)
 
     def usable(self, facts: HostFacts) -> bool:

@@ -7,16 +7,20 @@ Exit 0 is success; exit 2 is an error that stops the remaining hooks, and what t
 hook wrote to stderr ends up in vdsm.log and in the error the user sees.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import sys
-import tempfile
-from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional, TextIO
 
 from qhook import PROGRAM
 from qhook.errors import QhookError, one_line
-from qhook.vocabulary.config import Config, load_config
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Callable, List, Mapping, Optional, TextIO, Tuple
+
+    from qhook.vocabulary.config import Config
 
 DOMXML_VARIABLE = "_hook_domxml"
 JSON_VARIABLE = "_hook_json"
@@ -26,22 +30,35 @@ EXIT_OK = 0
 EXIT_FAILED = 2
 
 
-@dataclass
 class HookContext:
-    """What one hook run knows: its point, the environment VDSM gave, the configuration."""
+    """What one hook run knows: its point, the environment VDSM gave, the configuration.
+    (A plain class: dataclasses is no import for a device hook to pay.)"""
 
-    point: str
-    env: Mapping[str, str]
-    warnings: List[str] = field(default_factory=list)
-    _config: Optional[Config] = field(default=None, repr=False)
+    def __init__(
+        self,
+        point: str,
+        env: Mapping[str, str],
+        warnings: Optional[List[str]] = None,
+        _config: Optional[Config] = None,
+    ) -> None:
+        self.point = point
+        self.env = env
+        self.warnings: List[str] = [] if warnings is None else warnings
+        self._config = _config
+
+    def __repr__(self) -> str:
+        return f"HookContext(point={self.point!r}, env={self.env!r}, warnings={self.warnings!r})"
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
     @property
     def config(self) -> Config:
-        """The configuration, read on first use: a VM without Quantum vNICs never needs it."""
+        """The configuration, read on first use: a VM without Quantum vNICs never needs it,
+        nor loads its module (and configparser)."""
         if self._config is None:
+            from qhook.vocabulary.config import load_config
+
             self._config, warnings = load_config(self.env)
             self.warnings.extend(warnings)
         return self._config
@@ -74,10 +91,28 @@ class HookContext:
             raise QhookError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+# tempfile.mkstemp's flags: a new file, never through a symbolic link.
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_CREATE_TRIES = 100
+
+
+def _create_temporary(directory: str) -> Tuple[int, str]:
+    """A new file of a random name in directory, readable by its owner only (mode 0600),
+    made as tempfile.mkstemp makes one: tempfile itself (shutil, random and what they
+    import) would cost every device hook more than the rest of its imports."""
+    for _ in range(_CREATE_TRIES):
+        name = os.path.join(directory, ".qhook-" + os.urandom(6).hex())
+        try:
+            return os.open(name, _CREATE_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
 def _replace_file(path: str, data: bytes) -> None:
     mode = stat.S_IMODE(os.stat(path).st_mode)
     try:
-        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".qhook-")
+        fd, temporary = _create_temporary(os.path.dirname(path) or ".")
     except OSError:
         with open(path, "r+b") as stream:  # directory not writable: rewrite in place
             stream.write(data)

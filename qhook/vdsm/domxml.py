@@ -5,14 +5,18 @@ Parsing resolves no entity, loads no DTD and touches no network; a document with
 DOCTYPE is refused before the parser sees it (libvirt and VDSM never write one).
 """
 
+from __future__ import annotations
+
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
 
 from lxml import etree
 
 from qhook.errors import XmlError, one_line, shown
 from qhook.plugins import InterfaceSpec
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, List, Optional
 
 OVIRT_VM_NS = "http://ovirt.org/vm/1.0"
 MAX_XML_BYTES = 16 * 1024 * 1024
@@ -41,12 +45,17 @@ _PARSER = etree.XMLParser(
 )
 
 
-@dataclass
 class Document:
     """A parsed XML document and how to write it back."""
 
-    tree: etree._ElementTree
-    declaration: bool
+    __slots__ = ("declaration", "tree")
+
+    def __init__(self, tree: etree._ElementTree, declaration: bool) -> None:
+        self.tree = tree
+        self.declaration = declaration
+
+    def __repr__(self) -> str:
+        return f"Document(tree={self.tree!r}, declaration={self.declaration!r})"
 
     @property
     def root(self) -> Element:

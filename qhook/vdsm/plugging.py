@@ -4,8 +4,10 @@ for each vNIC (its attachment), the ports on demand found or made (and given bac
 what follows fails), the vNICs plugged before the XML is written (and unplugged if
 writing fails), and the vNICs unplugged."""
 
+from __future__ import annotations
+
 import contextlib
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from qhook import plugins
 from qhook.errors import QhookError
@@ -13,11 +15,14 @@ from qhook.plugins import Plugin
 from qhook.vdsm import domxml, helper_client
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic
-from qhook.vdsm.vnics import VnicInterface, mirroring, rewrite, rewritten_taps
+from qhook.vdsm.vnics import mirroring, rewrite, rewritten_taps
 from qhook.vocabulary import schema
 from qhook.vocabulary.attachment import Attachment
 from qhook.vocabulary.config import PlugMode
 from qhook.vocabulary.ids import TAP_NAME, hybrid_names, parse_mtu, tap_name_of
+
+if TYPE_CHECKING:
+    from qhook.vdsm.vnics import VnicInterface
 
 MAX_QUEUES = 256
 

@@ -11,10 +11,9 @@ Two property forms are understood:
   EXTERNAL_NETWORK), ``plugin_type`` and ``vnic_id`` (the id used on the host).
 """
 
-import dataclasses
+from __future__ import annotations
+
 import enum
-from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from qhook import plugins
 from qhook.errors import PropertyError, shown
@@ -29,6 +28,11 @@ from qhook.vocabulary.properties import (
     SEED_PLUGIN,
     VNIC_ID,
 )
+from qhook.vocabulary.value import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 SEED_PLUGINS = {plugin.value: plugin for plugin in plugins.SEED_PLUGINS}
 OPENSTACKNET_PLUGINS = {name: plugin for plugin in Plugin for name in plugin.openstacknet}
@@ -41,20 +45,44 @@ class PropertyForm(enum.Enum):
     OPENSTACKNET = "openstacknet"
 
 
-@dataclass(frozen=True)
-class QuantumVnic:
+class QuantumVnic(Frozen):
     """One Quantum vNIC: validated, normalised identifiers and how it is plugged."""
 
+    FIELDS = (
+        "mac",
+        "plugin",
+        "host_id",
+        "port_id",
+        "network_id",
+        "form",
+        "mtu",
+        "on_demand",
+        "plugin_decided",
+    )
     mac: str
     plugin: Plugin
     host_id: str
     port_id: Optional[str]
     network_id: Optional[str]
     form: PropertyForm
-    mtu: Optional[int] = None
-    on_demand: bool = False  # the host finds or makes the port; host_id is "" until then
+    mtu: Optional[int]
+    on_demand: bool  # the host finds or makes the port; host_id is "" until then
     # The plugin is what the port's binding says (the host read it), not the property's.
-    plugin_decided: bool = False
+    plugin_decided: bool
+
+    def __init__(
+        self,
+        mac: str,
+        plugin: Plugin,
+        host_id: str,
+        port_id: Optional[str],
+        network_id: Optional[str],
+        form: PropertyForm,
+        mtu: Optional[int] = None,
+        on_demand: bool = False,
+        plugin_decided: bool = False,
+    ) -> None:
+        self._init(mac, plugin, host_id, port_id, network_id, form, mtu, on_demand, plugin_decided)
 
     @property
     def tap_name(self) -> str:
@@ -68,16 +96,16 @@ class QuantumVnic:
         """A port on demand whose port is not known yet."""
         return self.on_demand and not self.host_id
 
-    def with_port(self, port_id: str, plugin: Optional[Plugin] = None) -> "QuantumVnic":
+    def with_port(self, port_id: str, plugin: Optional[Plugin] = None) -> QuantumVnic:
         """This vNIC on the port found or made for it (plugged by `plugin`, if its
         binding says)."""
         port_id = normalise_uuid(port_id, "port id")
-        vnic = dataclasses.replace(self, host_id=port_id, port_id=port_id)
+        vnic = self.replace(host_id=port_id, port_id=port_id)
         return vnic if plugin is None else vnic.plugged_by(plugin)
 
-    def plugged_by(self, plugin: Plugin) -> "QuantumVnic":
+    def plugged_by(self, plugin: Plugin) -> QuantumVnic:
         """This vNIC as the host decided to plug it."""
-        return dataclasses.replace(self, plugin=plugin, plugin_decided=True)
+        return self.replace(plugin=plugin, plugin_decided=True)
 
 
 def _given(props: Mapping[str, str], name: str) -> Optional[str]:
@@ -173,4 +201,4 @@ def parse_vnic(props: Mapping[str, str], mac: Optional[str]) -> Optional[Quantum
     address = normalise_mac(mac, "interface MAC address")
     vnic = _seed(props, address) if seed else _openstacknet(props, address)
     mtu = parse_mtu(_given(props, MTU), f"property {MTU}")
-    return vnic if mtu is None else dataclasses.replace(vnic, mtu=mtu)
+    return vnic if mtu is None else vnic.replace(mtu=mtu)

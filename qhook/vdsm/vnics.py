@@ -2,17 +2,21 @@
 """The Quantum vNICs of a domain or a device: found by their properties, checked, and
 rewritten as their plugin says."""
 
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from __future__ import annotations
 
 from qhook import plugins
 from qhook.errors import PropertyError, QhookError, shown
 from qhook.vdsm import domxml
 from qhook.vdsm.contract import HookContext
 from qhook.vdsm.vnic import QuantumVnic, claims, parse_vnic
-from qhook.vocabulary.config import PlugMode
-from qhook.vocabulary.ids import TAP_NAME, normalise_mac, normalise_uuid, parse_mtu
+from qhook.vocabulary import ids
+from qhook.vocabulary.ids import normalise_mac, normalise_uuid, parse_mtu
 
-VnicInterface = Tuple[domxml.Element, QuantumVnic]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+    VnicInterface = Tuple[domxml.Element, QuantumVnic]
 
 
 def _label(interface: domxml.Element) -> str:
@@ -145,6 +149,8 @@ def mirroring(
     domain: Optional[domxml.Element], vnics: List[VnicInterface], context: HookContext
 ) -> Set[str]:
     """The MACs of the Quantum vNICs with port mirroring; refuse what cannot mirror."""
+    from qhook.vocabulary.config import PlugMode  # not on a device hook's path
+
     wanted = domxml.port_mirroring(domain) if domain is not None else {}
     macs: Set[str] = set()
     for _, vnic in vnics:
@@ -166,7 +172,7 @@ def mirroring(
 def rewritten_taps(interfaces: List[domxml.Element]) -> List[str]:
     """Targets named as this package names taps, metadata or not (only ours get removed)."""
     targets = (domxml.interface_target(interface) for interface in interfaces)
-    return [target for target in targets if target and TAP_NAME.fullmatch(target)]
+    return [target for target in targets if target and ids.TAP_NAME.fullmatch(target)]
 
 
 def note_for_ports_on_demand(context: HookContext, event: str) -> None:

@@ -2,21 +2,28 @@
 """Host configuration: an ini file, /etc/vdsm/quantum.conf or the path in $QHOOK_CONFIG.
 The hooks read it as vdsm; root reads its own copy only as qhook.host.trust allows."""
 
+from __future__ import annotations
+
 import configparser
 import enum
 import math
 import re
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from collections import namedtuple
 
 from qhook.errors import ConfigError, one_line, shown
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 DEFAULT_PATH = "/etc/vdsm/quantum.conf"
 PATH_VARIABLE = "QHOOK_CONFIG"
 
 MAX_TIMEOUT = 3600.0
 
-_BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
-_CONNECTION = re.compile(
+# Patterns compiled when a file sets the key (re's cache), not at every hook's import.
+_BRIDGE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
+_CONNECTION = (
     r"unix:/[^\x00-\x1f]*"
     r"|tcp:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
 )
@@ -38,14 +45,23 @@ class HybridPlug(enum.Enum):
     NO = "no"
 
 
-class OvsConfig(NamedTuple):
-    """The [ovs] section."""
+def _settings(name: str, doc: str, **defaults: Any) -> Any:
+    """A named tuple of these fields, each defaulting to its value, in this order (as a
+    typing.NamedTuple class would be, without importing typing)."""
+    settings = namedtuple(name, list(defaults), defaults=list(defaults.values()))
+    settings.__doc__ = doc
+    return settings
 
-    connection: str = "unix:/var/run/openvswitch/db.sock"
-    integration_bridge: str = "br-int"
-    plug: PlugMode = PlugMode.HOOK
-    timeout: float = 10.0
-    hybrid_plug: HybridPlug = HybridPlug.AUTO
+
+OvsConfig = _settings(
+    "OvsConfig",
+    "The [ovs] section.",
+    connection="unix:/var/run/openvswitch/db.sock",
+    integration_bridge="br-int",
+    plug=PlugMode.HOOK,
+    timeout=10.0,
+    hybrid_plug=HybridPlug.AUTO,
+)
 
 
 class OnTimeout(enum.Enum):
@@ -55,57 +71,61 @@ class OnTimeout(enum.Enum):
     FAIL = "fail"
 
 
-class WiringConfig(NamedTuple):
-    """The [wiring] section: waiting for the agent to wire the ports before the VM runs."""
+WiringConfig = _settings(
+    "WiringConfig",
+    "The [wiring] section: waiting for the agent to wire the ports before the VM runs.",
+    wait=True,
+    timeout=30.0,
+    on_timeout=OnTimeout.START,
+)
 
-    wait: bool = True
-    timeout: float = 30.0
-    on_timeout: OnTimeout = OnTimeout.START
 
-
-class HostConfig(NamedTuple):
+HostConfig = _settings(
+    "HostConfig",
     """The [host] section: how the unprivileged hooks get root work done, and who the host
-    is to the agents."""
-
-    helper: str = "/usr/libexec/vdsm-hook-quantum/qhook-privileged"
+    is to the agents.""",
+    helper="/usr/libexec/vdsm-hook-quantum/qhook-privileged",
     # The host id the agents run as (their `host`, OVN's chassis hostname); by default
     # Open vSwitch's external_ids:hostname, else the host name.
-    agent_host: str = ""
+    agent_host="",
     # Root's notes that outlive one hook run (which ports a migration moved here).
-    state_dir: str = "/run/vdsm-hook-quantum"
+    state_dir="/run/vdsm-hook-quantum",
+)
 
 
-class OnDemandConfig(NamedTuple):
+OnDemandConfig = _settings(
+    "OnDemandConfig",
     """The [on_demand] section: ports made by the host for vNICs whose profile names only
-    the Quantum network."""
-
+    the Quantum network.""",
     # The [quantum] settings (URL, credentials): a file only root can read.
-    settings: str = "/etc/vdsm/quantum-api.conf"
+    settings="/etc/vdsm/quantum-api.conf",
     # Seconds one hook run may spend with Quantum, every call included.
-    timeout: float = 30.0
+    timeout=30.0,
     # Days the ports of a VM suspended here are kept by `qhook cleanup --quantum` (it
     # may come back; one the engine discarded never does).
-    keep_suspended: float = 30.0
+    keep_suspended=30.0,
+)
 
 
-class Config(NamedTuple):
-    """Everything the hooks read from the configuration file."""
-
-    ovs: OvsConfig = OvsConfig()
-    wiring: WiringConfig = WiringConfig()
-    host: HostConfig = HostConfig()
-    on_demand: OnDemandConfig = OnDemandConfig()
-    source: str = "defaults"
+Config = _settings(
+    "Config",
+    "Everything the hooks read from the configuration file.",
+    ovs=OvsConfig(),
+    wiring=WiringConfig(),
+    host=HostConfig(),
+    on_demand=OnDemandConfig(),
+    source="defaults",
+)
 
 
 def _connection(value: str) -> str:
-    if not _CONNECTION.fullmatch(value):
+    if not re.fullmatch(_CONNECTION, value):
         raise ValueError("expected unix:/PATH or tcp:HOST:PORT")
     return value
 
 
 def _bridge(value: str) -> str:
-    if not _BRIDGE_NAME.fullmatch(value):
+    if not re.fullmatch(_BRIDGE_NAME, value):
         raise ValueError("expected 1 to 15 letters, digits, '_', '.' or '-'")
     return value
 

@@ -3,8 +3,13 @@
 the module named here (qhook.vdsm.points.<module>). A hook run imports only its own
 family; no family imports another, and this registry imports none of them."""
 
+from __future__ import annotations
+
 import sys
-from typing import Callable, Dict, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: a device hook does not import typing
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional
 
 HOOK_POINTS: Dict[str, str] = {
     "before_device_create": "start",

@@ -13,7 +13,6 @@ from qhook.vdsm.vnics import (
     rewrite,
     vm_id_of,
 )
-from qhook.vocabulary import schema
 
 
 def before_device_create(context: HookContext) -> None:
@@ -33,9 +32,10 @@ def before_vm_start(context: HookContext) -> None:
     vnics = domain_vnics(document.root, context)
     if not vnics:
         return
-    # Only now the root work's modules: a device hook, or a VM without Quantum vNICs,
-    # never loads them.
+    # Only now the root work's modules (and the helper's request schema, with json): a
+    # device hook, or a VM without Quantum vNICs, never loads them.
     from qhook.vdsm.plugging import plug_and_write, ports_on_demand
+    from qhook.vocabulary import schema
 
     vm_id = vm_id_of(context, document.root)
     with ports_on_demand(vnics, vm_id, context, schema.START) as resolved:
@@ -47,4 +47,6 @@ def before_vm_start(context: HookContext) -> None:
 def after_vm_start(context: HookContext) -> None:
     """Started afresh (a restore ends in after_vm_dehibernate instead): whatever an
     earlier suspension kept of its ports on demand is its own again."""
+    from qhook.vocabulary import schema
+
     note_for_ports_on_demand(context, schema.BACK)
