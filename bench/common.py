@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,7 @@ def bench_host(name: str, settings: str, hybrid_plug: str = "no") -> Iterator[Be
         yield BenchHost(ovs, work, config, bench_env({"QHOOK_CONFIG": str(config)}))
     finally:
         ovs.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def ms(values: List[float]) -> str:
