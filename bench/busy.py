@@ -29,7 +29,6 @@ Run as root from the checkout: python3 bench/busy.py [--vms 64] [--vnics 4] [--a
 """
 
 import argparse
-import collections
 import concurrent.futures
 import contextlib
 import json
@@ -54,10 +53,10 @@ from common import foreign_state, leaks, make_foreign  # noqa: E402
 from domains import quantum_vm, seed_properties, set_port_mirroring, to_bytes  # noqa: E402
 from installed_host import emulator_as_vdsm, installed_host  # noqa: E402
 
-from qhook.host import mirrors, ovsdb, ovsports  # noqa: E402
-from qhook.host.state import RETRIES_LOG  # noqa: E402
+from qhook.host import mirrors, ovsdb, ovsports, state  # noqa: E402
 from qhook.lab.sandbox import OvnSandbox, OvsSandbox  # noqa: E402
 from qhook.lab.vdsm_emulator import HookFailed, PointRun  # noqa: E402
+from qhook.vocabulary.config import load_config  # noqa: E402
 from qhook.vocabulary.ids import tap_name_of  # noqa: E402
 from tools import qhook_on_host  # noqa: E402
 
@@ -272,14 +271,11 @@ class BusyHost:
         """Root's notes left under state_dir (none may outlive the VMs)."""
         if not self.state_dir.exists():
             return []
-        return [f"note {p.name}" for p in self.state_dir.iterdir() if p.name != RETRIES_LOG]
+        return [f"note {p.name}" for p in self.state_dir.iterdir() if p.name != state.RETRIES_LOG]
 
     def retries(self) -> Dict[str, int]:
         """The OVSDB transactions the helper ran again, by reason (its log of them)."""
-        with contextlib.suppress(FileNotFoundError):
-            lines = (self.state_dir / RETRIES_LOG).read_text().splitlines()
-            return dict(collections.Counter(line.split(" ", 1)[1] for line in lines))
-        return {}
+        return state.retries(load_config({"QHOOK_CONFIG": str(self.installed.config)})[0])
 
     def cpu(self) -> Dict[str, float]:
         """CPU seconds the host's daemons used so far."""

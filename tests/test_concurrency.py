@@ -60,7 +60,7 @@ def config(ovs, tmp_path):
     return load_config({"QHOOK_CONFIG": str(path)})[0]
 
 
-def _slip_in(monkeypatch, module, function: str, change) -> list:
+def _slip_in(monkeypatch, module, function: str, change) -> None:
     """Make `change` happen right after the first call of module.function (a read)."""
     real = getattr(module, function)
     calls = []
@@ -73,7 +73,6 @@ def _slip_in(monkeypatch, module, function: str, change) -> list:
         return result
 
     monkeypatch.setattr(module, function, read_then_change)
-    return calls
 
 
 def test_a_port_plugged_while_its_networks_mirror_is_made_is_selected(ovs, clean, monkeypatch):
