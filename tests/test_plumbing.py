@@ -367,3 +367,22 @@ def test_unplug_reports_open_vswitch_down_but_removes_taps(vdsm, ovs, configure,
     configure()
     assert not vdsm.destroy_vm(started.domain_xml).failed
     assert _mine(ovs, [tap]) == set()
+
+
+def test_waiting_for_ovs_vswitchd_to_apply_is_bounded(ovs):
+    """What the cleanup waits on: true once ovs-vswitchd applied the database; false, in
+    the bound, while it does not (stopped here), and nothing raised."""
+    from qhook.host import ovsports
+
+    assert ovsports.wait_applied(ovs.connection, 10)
+    os.kill(ovs.pid("ovs-vswitchd"), signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        assert not ovsports.wait_applied(ovs.connection, 0.5)
+        assert time.monotonic() - began < 5
+    finally:
+        os.kill(ovs.pid("ovs-vswitchd"), signal.SIGCONT)
+    assert ovsports.wait_applied(ovs.connection, 10)
+    assert ovs.vsctl("get", "Open_vSwitch", ".", "cur_cfg") == ovs.vsctl(
+        "get", "Open_vSwitch", ".", "next_cfg"
+    )
